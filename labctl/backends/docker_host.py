@@ -1,0 +1,65 @@
+"""What the docker provider needs from this machine's Docker: the lab's network,
+and removal of anything labelled as the lab's that Vagrant did not remove."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import shutil
+import subprocess
+from collections.abc import Callable
+
+from ..errors import LabError, MissingToolError
+from ..spec import LabSpec
+
+
+def docker(*args: str, timeout: float = 60, check: bool = False) -> subprocess.CompletedProcess[str]:
+    if shutil.which("docker") is None:
+        raise MissingToolError("the docker client is not installed", hint="apt-get install docker.io")
+    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise LabError(f"`docker {' '.join(args)}` failed: {proc.stderr.strip() or proc.stdout.strip()}")
+    return proc
+
+
+def daemon_version() -> str | None:
+    """This machine's dockerd version, or None when no daemon answers."""
+    try:
+        proc = docker("version", "--format", "{{.Server.Version}}", timeout=10)
+    except (MissingToolError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def ensure_network(spec: LabSpec) -> None:
+    """The lab's private network: a docker bridge with the lab's subnet, made once."""
+    name = spec.docker_network
+    proc = docker("network", "inspect", name)
+    if proc.returncode == 0:
+        configs = json.loads(proc.stdout)[0].get("IPAM", {}).get("Config") or []
+        subnets = {c.get("Subnet") for c in configs}
+        if spec.subnet not in subnets:
+            raise LabError(
+                f"docker network {name} exists with subnet {', '.join(map(str, subnets))}, not {spec.subnet}",
+                hint=f"`labctl --lab {spec.name} down` removes it",
+            )
+        return
+    gateway = str(ipaddress.ip_network(spec.subnet).network_address + 1)
+    proc = docker("network", "create", "--driver", "bridge", "--subnet", spec.subnet, "--gateway", gateway,
+                  "--label", f"labctl.lab={spec.name}", name)
+    if proc.returncode != 0:
+        err = proc.stderr.strip()
+        hint = "another lab or docker network uses this subnet: pick another with --subnet" \
+            if "overlap" in err.lower() else None
+        raise LabError(f"cannot create docker network {name} ({spec.subnet}): {err}", hint=hint)
+
+
+def remove_lab_leftovers(lab: str, on_line: Callable[[str], None]) -> None:
+    """Containers (with their anonymous volumes) and networks labelled as this lab's."""
+    label = f"label=labctl.lab={lab}"
+    ids = docker("ps", "-aq", "--filter", label).stdout.split()
+    if ids:
+        on_line(f"removing {len(ids)} leftover container(s) of lab {lab}")
+        docker("rm", "-f", "-v", *ids, check=True)
+    for net in docker("network", "ls", "-q", "--filter", label).stdout.split():
+        docker("network", "rm", net, check=True)

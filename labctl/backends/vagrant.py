@@ -1,0 +1,101 @@
+"""The Vagrant backend: one Vagrantfile, providers virtualbox, libvirt and docker."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+
+import vagrant
+
+from ..errors import LabError, MissingToolError
+from ..paths import VAGRANTFILE_DIR
+from ..spec import LabSpec
+from ..ssh import Endpoint
+from ..sshconfig import parse_ssh_config
+from ..state import LabState
+from . import docker_host
+
+
+def require_vagrant() -> str:
+    path = shutil.which("vagrant")
+    if path is None:
+        raise MissingToolError(
+            "Vagrant is not installed",
+            hint="install it (Debian: apt-get install vagrant), or see the README's set-up",
+        )
+    return path
+
+
+class VagrantBackend:
+    name = "vagrant"
+
+    def __init__(self, spec: LabSpec, state: LabState):
+        if spec.provider is None:
+            raise LabError("no provider chosen for the lab")  # resolved before a backend is made
+        require_vagrant()
+        self.spec = spec
+        self.state = state
+        env = os.environ.copy()  # python-vagrant's env= replaces the whole environment
+        env.update(
+            VAGRANT_CHECKPOINT_DISABLE="1",
+            VAGRANT_NO_COLOR="1",
+            VAGRANT_CWD=str(VAGRANTFILE_DIR),
+            VAGRANT_DOTFILE_PATH=str(state.vagrant_dotfile),
+            VAGRANT_DEFAULT_PROVIDER=spec.provider,
+            LABCTL_LAB_JSON=str(state.spec_path),
+        )
+        self._vagrant = vagrant.Vagrant(
+            root=str(VAGRANTFILE_DIR), env=env, err_cm=vagrant.make_file_cm(str(state.vagrant_log))
+        )
+
+    def _failure(self, action: str, lines: list[str]) -> LabError:
+        try:
+            log = self.state.vagrant_log.read_text().strip().splitlines()
+        except OSError:
+            log = []
+        detail = [line.strip() for line in (log[-8:] or lines[-8:]) if line.strip()]
+        reason = detail[-1] if detail else "no output"
+        for line in detail:  # Vagrant's first error sentence is usually the most useful
+            if "error" in line.lower() or "could not" in line.lower():
+                reason = line
+                break
+        return LabError(f"`vagrant {action}` failed: {reason}", hint=f"full output: {self.state.vagrant_log}")
+
+    def up(self, on_line: Callable[[str], None]) -> None:
+        if self.spec.provider == "docker":
+            docker_host.ensure_network(self.spec)
+        self.state.vagrant_log.write_text("")
+        lines: list[str] = []
+        try:
+            for line in self._vagrant.up(provider=self.spec.provider, stream_output=True):
+                line = line.rstrip()
+                lines.append(line)
+                if line.strip():
+                    on_line(line.strip())
+        except subprocess.CalledProcessError:
+            raise self._failure("up", lines) from None
+
+    def endpoints(self) -> dict[str, Endpoint]:
+        try:
+            # One call for every machine: each `vagrant` call costs a second or two.
+            text = self._vagrant.ssh_config()
+        except subprocess.CalledProcessError:
+            return {}
+        return parse_ssh_config(text, self.spec.host_names)
+
+    def states(self) -> dict[str, str]:
+        try:
+            return {s.name: s.state for s in self._vagrant.status()}
+        except subprocess.CalledProcessError:
+            raise self._failure("status", []) from None
+
+    def destroy(self, on_line: Callable[[str], None]) -> None:
+        try:
+            self._vagrant.destroy()
+        except subprocess.CalledProcessError:
+            raise self._failure("destroy", []) from None
+        finally:
+            if self.spec.provider == "docker":
+                docker_host.remove_lab_leftovers(self.spec.name, on_line)

@@ -1,0 +1,252 @@
+"""The `labctl` command line (typer)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+from rich.table import Table
+from tabulate import tabulate
+
+from . import __version__, images, node_image, providers, status
+from .backends import docker_host
+from .errors import EXIT_FAILED, LabError, UsageError
+from .lab import Lab, Selection
+from .spec import LabSpec
+from .state import LabState, all_labs
+from .ui import console, error, info, phase
+from .up import UpPipeline
+
+app = typer.Typer(
+    help="A real three-host Docker Swarm lab, and why its overlay network fails.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+images_app = typer.Typer(help="Images inside the lab's hosts, and the docker provider's node image.",
+                         no_args_is_help=True)
+app.add_typer(images_app, name="images")
+
+
+class Context:
+    selection: Selection
+
+
+CTX = Context()
+
+
+@app.callback()
+def main_options(
+    lab: Annotated[Optional[str], typer.Option("--lab", help="Lab name (env LABCTL_LAB).")] = None,
+    lab_file: Annotated[Optional[Path], typer.Option("--lab-file", "-f",
+                                                      help="Lab file (default: ./labctl.toml if present).")] = None,
+    wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for another labctl command "
+                                                       "on the same lab (default: refuse at once).")] = 0.0,
+) -> None:
+    CTX.selection = Selection.make(lab, lab_file, wait)
+
+
+def _notify(message: str) -> None:
+    info(message)
+
+
+def _emit_table(headers: list[str], rows: list[list[str]], fmt: str, title: str | None = None) -> None:
+    if fmt == "rich":
+        table = Table(title=title, title_justify="left")
+        for h in headers:
+            table.add_column(h)
+        for row in rows:
+            table.add_row(*[str(c) for c in row])
+        console.print(table)
+    else:
+        if title:
+            print(title if fmt != "markdown" else f"### {title}")
+        print(tabulate(rows, headers=headers, tablefmt="github" if fmt == "markdown" else "plain"))
+
+
+FormatOpt = Annotated[str, typer.Option("--format", help="Table style: rich, plain or markdown.")]
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in ("rich", "plain", "markdown"):
+        raise UsageError(f"unknown format '{fmt}'", hint="use rich, plain or markdown")
+
+
+@app.command()
+def up(
+    provider: Annotated[Optional[str], typer.Option(help="virtualbox, libvirt, docker or auto "
+                                                         "(env LABCTL_PROVIDER).")] = None,
+    subnet: Annotated[Optional[str], typer.Option(help="Private /24 of the lab (default: a free one "
+                                                       "in 192.168.56.0/21).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the final status as JSON.")] = False,
+) -> None:
+    """Bring up three hosts with Docker, joined in one swarm (idempotent: a re-run heals)."""
+    lab = Lab.for_up(CTX.selection, {"subnet": subnet})
+    existing = lab.spec.provider if lab.state.exists() else None
+    choice = providers.choose(provider, None if existing else lab.spec.provider, existing)
+    if existing and choice.provider != existing:
+        raise UsageError(f"lab '{lab.spec.name}' runs on {existing}, not {choice.provider}",
+                         hint=f"`labctl --lab {lab.spec.name} down` first to change provider")
+    quiet = json_out
+    if not quiet:
+        info(f"lab '{lab.spec.name}' ({lab.spec.subnet}) on provider {choice.provider}: {choice.reason}")
+    with lab.locked(CTX.selection.wait, _notify):
+        result = UpPipeline(lab, choice, quiet=quiet).run()
+    # The hosts were just seen running: spare the provider's slow status call.
+    rows = status.collect(lab, provider_states={h: "running" for h in lab.spec.host_names})
+    if json_out:
+        print(status.to_json(lab, rows))
+        return
+    _print_status(lab, rows, "rich")
+    if not result.changed:
+        info("the lab was already up: nothing changed")
+
+
+def _print_status(lab: Lab, rows: list[status.HostStatus], fmt: str) -> None:
+    headers = ["host", "provider", "address", "ssh", "docker", "swarm role", "state", "avail.", "problem"]
+    table = [[f"{r.host} ({r.aliases})", r.provider_state, r.private_ip, r.ssh, r.docker, r.swarm_role,
+              r.swarm_state, r.availability, r.problem or "-"] for r in rows]
+    _emit_table(headers, table, fmt, title=f"lab {lab.spec.name} ({lab.spec.provider}, {lab.spec.subnet})")
+
+
+@app.command("status")
+def status_cmd(
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    all_labs_flag: Annotated[bool, typer.Option("--all", help="List every lab on this machine.")] = False,
+    fmt: FormatOpt = "rich",
+) -> None:
+    """Each host: provider state, addresses, Docker version, swarm role and state. Exit 1 if unhealthy."""
+    _check_format(fmt)
+    if all_labs_flag:
+        labs = []
+        for name in all_labs():
+            spec = LabState(name).load_spec()
+            labs.append({"lab": name, "provider": spec.provider, "subnet": spec.subnet,
+                         "hosts": ", ".join(spec.host_names)})
+        if json_out:
+            print(json.dumps(labs, indent=2))
+        else:
+            _emit_table(["lab", "provider", "subnet", "hosts"],
+                        [list(map(str, lab.values())) for lab in labs], fmt)
+        return
+    lab = Lab.open(CTX.selection)
+    rows = status.collect(lab)
+    if json_out:
+        print(status.to_json(lab, rows))
+    else:
+        _print_status(lab, rows, fmt)
+    if not status.healthy(rows):
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+def ssh(host: Annotated[str, typer.Argument(help="manager, worker-1, worker-2 (or host1..host3).")]) -> None:
+    """Open an interactive shell on a host."""
+    lab = Lab.open(CTX.selection)
+    name = lab.spec.host(host).name
+    endpoint = lab.endpoints().get(name)
+    if endpoint is None:
+        raise LabError(f"{name} has no SSH endpoint", hint="`labctl up`")
+    client = shutil.which("ssh")
+    if client is None:
+        raise LabError("the ssh client is not installed", hint="apt-get install openssh-client")
+    os.execv(client, [
+        "ssh", "-p", str(endpoint.port), "-i", endpoint.key_file, "-o", "IdentitiesOnly=yes",
+        "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+        f"{endpoint.user}@{endpoint.hostname}",
+    ])
+
+
+@app.command("exec", context_settings={"allow_interspersed_args": False})
+def exec_cmd(
+    host: Annotated[str, typer.Argument(help="manager, worker-1, worker-2 (or host1..host3).")],
+    command: Annotated[list[str], typer.Argument(help="The command (after --).")],
+    timeout: Annotated[float, typer.Option(help="Seconds before the command is ended.")] = 600,
+) -> None:
+    """Run a command on a host; its output and exit code are passed through."""
+    lab = Lab.open(CTX.selection)
+    target = lab.host(host)
+    line = " ".join(command) if len(command) > 1 or " " in command[0] else command[0]
+    result = target.run(line, timeout=timeout,
+                        on_line=lambda text: (sys.stdout.write(text + "\n"), sys.stdout.flush()))
+    lines = result.out.split("\n")
+    if lines and lines[-1]:
+        sys.stdout.write(lines[-1])  # an unterminated last line
+    sys.stderr.write(result.err)
+    raise typer.Exit(result.rc)
+
+
+@images_app.command("load")
+def images_load(
+    names: Annotated[list[str], typer.Argument(help="Local images, or one `docker save` tarball.")],
+) -> None:
+    """Copy images from this machine's Docker (or a tarball) into every host."""
+    lab = Lab.open(CTX.selection)
+    with lab.locked(CTX.selection.wait, _notify), phase(f"load {', '.join(names)} into every host") as step:
+        loaded = images.load(list(lab.hosts().values()), names)
+        step.done("; ".join(f"{h}: {what}" for h, what in loaded.items()))
+
+
+@images_app.command("build-node")
+def images_build_node(
+    image: Annotated[Optional[str], typer.Option(help="Image name (default: the lab's node image).")] = None,
+    method: Annotated[str, typer.Option(help="auto, dockerfile or debootstrap.")] = "auto",
+) -> None:
+    """(Re)build the docker provider's node image from provision/node-image."""
+    if image is None:
+        image = LabState(CTX.selection.lab_name()).load_spec().node_image \
+            if LabState(CTX.selection.lab_name()).exists() else LabSpec().node_image
+    if docker_host.daemon_version() is None:
+        raise LabError("no Docker daemon answers here", hint="start dockerd first")
+    with phase(f"build node image {image}") as step:
+        used = node_image.build(image, method, step.note)
+        step.done(f"built with {used}")
+
+
+@app.command()
+def down() -> None:
+    """Destroy the lab's hosts and everything the lab made. Nothing is left behind."""
+    name = CTX.selection.lab_name()
+    state = LabState(name)
+    if not state.exists():
+        if state.dir.exists():
+            state.remove()
+        info(f"lab '{name}' does not exist: nothing to remove")
+        return
+    lab = Lab(state.load_spec(), state)
+    with lab.locked(CTX.selection.wait, _notify):
+        with phase(f"destroy lab {name}") as step:
+            lab.backend().destroy(step.note)
+            step.done(f"hosts, networks and volumes of {lab.spec.provider} removed")
+        state.remove()
+
+
+def main() -> None:
+    command = typer.main.get_command(app)
+    try:
+        rc = command.main(prog_name="labctl", standalone_mode=False)
+        sys.exit(rc if isinstance(rc, int) else 0)
+    except LabError as exc:
+        error(exc.message, exc.hint)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        error("interrupted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        error("interrupted", hint="run the same command again: it resumes where it stopped")
+        sys.exit(130)
+
+
+def version() -> str:
+    return __version__

@@ -1,0 +1,41 @@
+"""Copy images from this machine's Docker into every host (no registry needed)."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from pathlib import Path
+
+from .backends.docker_host import docker
+from .errors import LabError, UsageError
+from .ssh import Host, fan_out, raise_first
+
+
+def export(names: list[str], workdir: Path) -> Path:
+    """One tarball of the named local images (or a tarball given as the only name)."""
+    if len(names) == 1 and Path(names[0]).is_file():
+        return Path(names[0])
+    for name in names:
+        if Path(name).suffix in (".tar", ".gz") and not Path(name).exists():
+            raise UsageError(f"tarball {name} does not exist")
+        if docker("image", "inspect", name).returncode != 0:
+            raise UsageError(f"image {name} is not in this machine's Docker",
+                             hint=f"`docker pull {name}` or build it first, or pass a `docker save` tarball")
+    path = workdir / "images.tar"
+    proc = subprocess.run(["docker", "save", "-o", str(path), *names], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise LabError(f"`docker save` failed: {proc.stderr.strip()}")
+    return path
+
+
+def load_into(host: Host, tarball: Path) -> str:
+    result = host.run("docker load", sudo=True, stdin=tarball.read_bytes(), timeout=900)
+    if not result.ok:
+        raise LabError(f"{host.name}: `docker load` failed: {result.tail(2)}")
+    return ", ".join(line.split(": ", 1)[-1] for line in result.out.splitlines() if "Loaded" in line)
+
+
+def load(hosts: list[Host], names: list[str]) -> dict[str, str]:
+    with tempfile.TemporaryDirectory(prefix="labctl-images-") as tmp:
+        tarball = export(names, Path(tmp))
+        return raise_first(fan_out(hosts, lambda h: load_into(h, tarball)))

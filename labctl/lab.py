@@ -1,0 +1,133 @@
+"""A lab: its description, its state folder, its backend and its hosts."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from . import lock
+from .backends.vagrant import VagrantBackend
+from .errors import LabError, UsageError
+from .spec import DEFAULT_NAME, LAB_FILE_NAME, LabSpec, load_spec, read_lab_file
+from .ssh import Endpoint, Host
+from .state import LabState, all_labs
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """Which lab a command is about: --lab / LABCTL_LAB, a lab file, or the only lab there is."""
+
+    name: str | None
+    lab_file: Path | None
+    wait: float = 0.0
+
+    @classmethod
+    def make(cls, lab: str | None, lab_file: Path | None, wait: float) -> Selection:
+        lab = lab or os.environ.get("LABCTL_LAB") or None
+        if lab_file is not None and not lab_file.is_file():
+            raise UsageError(f"lab file {lab_file} does not exist")
+        if lab_file is None and Path(LAB_FILE_NAME).is_file():
+            lab_file = Path(LAB_FILE_NAME)
+        return cls(lab, lab_file, wait)
+
+    def file_name(self) -> str | None:
+        if self.lab_file is None:
+            return None
+        raw, _ = read_lab_file(self.lab_file)
+        name = raw.get("lab", {}).get("name")
+        return name if isinstance(name, str) else None
+
+    def lab_name(self) -> str:
+        """The name of an existing lab this selection points at."""
+        name = self.name or self.file_name()
+        if name:
+            return name
+        labs = all_labs()
+        if len(labs) == 1:
+            return labs[0]
+        return DEFAULT_NAME
+
+
+class Lab:
+    def __init__(self, spec: LabSpec, state: LabState):
+        self.spec = spec
+        self.state = state
+        self._hosts: dict[str, Host] = {}
+
+    @classmethod
+    def open(cls, selection: Selection) -> Lab:
+        """An existing lab (one that `up` has created)."""
+        name = selection.lab_name()
+        state = LabState(name)
+        if not state.exists():
+            labs = all_labs()
+            hint = "`labctl up` creates it"
+            if labs:
+                hint += f"; labs on this machine: {', '.join(labs)} (select one with --lab NAME)"
+            raise LabError(f"lab '{name}' is not up", hint=hint)
+        return cls(state.load_spec(), state)
+
+    @classmethod
+    def for_up(cls, selection: Selection, overrides: dict[str, Any]) -> Lab:
+        """The lab `up` should make: lab file + flags, checked against the lab if it exists."""
+        overrides = {**overrides, "name": selection.name}
+        name = load_spec(selection.lab_file, overrides).name
+        others = {LabState(n).load_spec().subnet for n in all_labs() if n != name}
+        spec = load_spec(selection.lab_file, overrides, subnets_in_use=others)
+        state = LabState(spec.name)
+        if state.exists():
+            current = state.load_spec()
+            wanted = dataclasses.replace(spec, provider=current.provider)
+            if wanted != current:
+                diffs = [f"{f.name}: {getattr(current, f.name)} -> {getattr(wanted, f.name)}"
+                         for f in dataclasses.fields(LabSpec) if getattr(current, f.name) != getattr(wanted, f.name)]
+                raise UsageError(
+                    f"lab '{spec.name}' is already up with other settings ({'; '.join(diffs)[:200]})",
+                    hint=f"`labctl --lab {spec.name} down` first, or give the new lab another name with --lab",
+                )
+            if spec.provider not in (None, current.provider):
+                raise UsageError(f"lab '{spec.name}' runs on {current.provider}, not {spec.provider}",
+                                 hint=f"`labctl --lab {spec.name} down` first to change provider")
+            spec = current
+        else:
+            for other in all_labs():
+                if other != spec.name and LabState(other).load_spec().subnet == spec.subnet:
+                    raise UsageError(f"subnet {spec.subnet} is used by lab '{other}'",
+                                     hint="pick another with --subnet")
+        return cls(spec, state)
+
+    @contextmanager
+    def locked(self, wait: float, notify: Any = None) -> Iterator[None]:
+        self.state.ensure_dir()
+        with lock.lab_lock(self.state.lock_path, self.spec.name, wait, notify):
+            yield
+
+    def backend(self) -> VagrantBackend:
+        return VagrantBackend(self.spec, self.state)
+
+    def endpoints(self) -> dict[str, Endpoint]:
+        return self.state.endpoints()
+
+    def hosts(self, connect_timeout: float = 8.0) -> dict[str, Host]:
+        """Every host of the lab, by name (connections open on first use)."""
+        endpoints = self.endpoints()
+        missing = [h for h in self.spec.host_names if h not in endpoints]
+        if missing:
+            raise LabError(f"lab '{self.spec.name}' has no SSH endpoint for {', '.join(missing)}",
+                           hint="`labctl up` brings the lab up")
+        for name in self.spec.host_names:
+            if name not in self._hosts or self._hosts[name].endpoint != endpoints[name]:
+                self._hosts[name] = Host(name, endpoints[name], connect_timeout)
+        return dict(self._hosts)
+
+    def host(self, name_or_alias: str) -> Host:
+        return self.hosts()[self.spec.host(name_or_alias).name]
+
+    def close(self) -> None:
+        for host in self._hosts.values():
+            host.close()
+        self._hosts.clear()

@@ -1,0 +1,50 @@
+"""The node image of the docker provider: built from provision/node-image."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+
+from .backends.docker_host import docker
+from .errors import LabError, UsageError
+from .paths import PROVISION_DIR
+
+NODE_IMAGE_DIR = PROVISION_DIR / "node-image"
+BASE_IMAGE = "debian:bookworm"
+METHODS = ("auto", "dockerfile", "debootstrap")
+
+
+def present(image: str) -> bool:
+    return docker("image", "inspect", image).returncode == 0
+
+
+def _stream(cmd: list[str], on_line: Callable[[str], None]) -> tuple[int, list[str]]:
+    lines: list[str] = []
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=NODE_IMAGE_DIR)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line.rstrip())
+        if line.strip():
+            on_line(line.strip())
+    return proc.wait(), lines
+
+
+def build(image: str, method: str, on_line: Callable[[str], None]) -> str:
+    """Build the node image; returns the method used. 'auto' uses the Dockerfile
+    when the base image can be had from a registry, else debootstrap."""
+    if method not in METHODS:
+        raise UsageError(f"unknown build method '{method}'", hint=f"use one of: {', '.join(METHODS)}")
+    if method == "auto":
+        reachable = present(BASE_IMAGE) or docker("pull", BASE_IMAGE, timeout=300).returncode == 0
+        method = "dockerfile" if reachable else "debootstrap"
+        on_line(f"{'a registry serves' if reachable else 'no registry serves'} {BASE_IMAGE}: building with {method}")
+    if method == "dockerfile":
+        cmd = ["docker", "build", "-t", image, str(NODE_IMAGE_DIR)]
+    else:
+        cmd = ["sh", str(NODE_IMAGE_DIR / "build-offline.sh"), image]
+    rc, lines = _stream(cmd, on_line)
+    if rc != 0:
+        tail = " / ".join(line for line in lines[-3:] if line)
+        hint = "debootstrap needs root and Debian's package mirror" if method == "debootstrap" else None
+        raise LabError(f"building node image {image} with {method} failed (exit {rc}): {tail}", hint=hint)
+    return method

@@ -1,0 +1,266 @@
+"""The lab description: hosts, roles, private addresses, provider.
+
+It is the single source of these facts: labctl writes it as JSON into the lab's
+state folder and the Vagrantfile reads that file (LABCTL_LAB_JSON).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+from .errors import UsageError
+
+PROVIDERS = ("virtualbox", "libvirt", "docker")
+ROLES = ("manager", "worker")
+DEFAULT_NAME = "lab"
+DEFAULT_SUBNET = "192.168.56.0/24"
+# VirtualBox >= 6.1.28 only allows host-only addresses in this range by default.
+DEFAULT_SUBNET_POOL = "192.168.56.0/21"
+DEFAULT_BOX = "debian/bookworm64"
+DEFAULT_NODE_IMAGE = "labctl-node:bookworm"
+LAB_FILE_NAME = "labctl.toml"
+# (name, role, host number in the subnet); aliases host1.. follow this order.
+DEFAULT_HOSTS = (("manager", "manager", 10), ("worker-1", "worker", 11), ("worker-2", "worker", 12))
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+_LAB_KEYS = {"name", "subnet", "provider", "box", "node_image", "memory", "cpus"}
+_HOST_KEYS = {"role", "ip"}
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    name: str
+    role: str
+    ip: str
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LabSpec:
+    name: str = DEFAULT_NAME
+    subnet: str = DEFAULT_SUBNET
+    hosts: tuple[HostSpec, ...] = field(default_factory=tuple)
+    provider: str | None = None  # None: detect at `up`
+    box: str = DEFAULT_BOX
+    node_image: str = DEFAULT_NODE_IMAGE
+    memory: int = 1024
+    cpus: int = 1
+
+    @property
+    def manager(self) -> HostSpec:
+        return next(h for h in self.hosts if h.role == "manager")
+
+    @property
+    def workers(self) -> list[HostSpec]:
+        return [h for h in self.hosts if h.role == "worker"]
+
+    @property
+    def host_names(self) -> list[str]:
+        return [h.name for h in self.hosts]
+
+    @property
+    def netmask(self) -> str:
+        return str(ipaddress.ip_network(self.subnet).netmask)
+
+    @property
+    def docker_network(self) -> str:
+        """Name of the private network for the docker provider (one per lab)."""
+        return f"labctl-{self.name}"
+
+    def resource_name(self, host: str) -> str:
+        """Name of a host's VM or container: lab-scoped so two labs never collide."""
+        return f"labctl-{self.name}-{host}"
+
+    def host(self, name: str) -> HostSpec:
+        """A host by name or by the tutorial's alias (host1, host2, host3)."""
+        for h in self.hosts:
+            if name == h.name or name in h.aliases:
+                return h
+        known = ", ".join(f"{h.name} ({'/'.join(h.aliases)})" if h.aliases else h.name for h in self.hosts)
+        raise UsageError(f"no host named '{name}' in lab '{self.name}'", hint=f"hosts are: {known}")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "subnet": self.subnet,
+            "netmask": self.netmask,
+            "provider": self.provider,
+            "box": self.box,
+            "node_image": self.node_image,
+            "memory": self.memory,
+            "cpus": self.cpus,
+            "docker_network": self.docker_network,
+            "hosts": [
+                {"name": h.name, "role": h.role, "ip": h.ip, "aliases": list(h.aliases),
+                 "resource_name": self.resource_name(h.name)}
+                for h in self.hosts
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LabSpec:
+        hosts = {h["name"]: {"role": h["role"], "ip": h["ip"]} for h in data["hosts"]}
+        raw = {"lab": {k: data[k] for k in _LAB_KEYS if data.get(k) is not None}, "hosts": hosts}
+        return build_spec(raw)
+
+
+def _fail(source: str, field_name: str, problem: str, text: str | None = None) -> UsageError:
+    where = source
+    if text is not None:
+        key = field_name.rsplit(".", 1)[-1]
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if re.match(rf"\s*\[?\s*\"?{re.escape(key)}\"?\s*[=\]]", line) or re.match(
+                rf"\s*\[\s*hosts\.\"?{re.escape(key)}\"?\s*\]", line
+            ):
+                where = f"{source}, line {lineno}"
+                break
+    return UsageError(f"{where}: field '{field_name}' {problem}", hint="see the lab file format in the README")
+
+
+def build_spec(
+    raw: dict[str, Any], source: str = "lab settings", text: str | None = None,
+    default_subnet: str = DEFAULT_SUBNET,
+) -> LabSpec:
+    """Validate a raw description (lab file + flags) and fill in the defaults."""
+    lab = raw.get("lab", {})
+    if not isinstance(lab, dict):
+        raise _fail(source, "lab", "must be a table", text)
+    for key in lab:
+        if key not in _LAB_KEYS:
+            raise _fail(source, f"lab.{key}", f"is unknown (known: {', '.join(sorted(_LAB_KEYS))})", text)
+    for key in raw:
+        if key not in ("lab", "hosts"):
+            raise _fail(source, key, "is unknown (known sections: [lab], [hosts.NAME])", text)
+
+    def get(key: str, typ: type, default: Any) -> Any:
+        value = lab.get(key, default)
+        if value is not None and not isinstance(value, typ) or isinstance(value, bool) and typ is int:
+            raise _fail(source, f"lab.{key}", f"must be a {typ.__name__}, not {value!r}", text)
+        return value
+
+    name = get("name", str, DEFAULT_NAME)
+    if not _NAME_RE.match(name):
+        raise _fail(source, "lab.name", f"'{name}' must be lower-case letters, digits and '-' (max 31)", text)
+    subnet_text = get("subnet", str, default_subnet)
+    try:
+        subnet = ipaddress.IPv4Network(subnet_text, strict=True)
+    except ValueError as exc:
+        raise _fail(source, "lab.subnet", f"is not an IPv4 network ({exc})", text) from None
+    if subnet.prefixlen > 28:
+        raise _fail(source, "lab.subnet", f"{subnet} is too small (at most /28)", text)
+    provider = get("provider", str, None)
+    if provider in ("auto", ""):
+        provider = None
+    if provider is not None and provider not in PROVIDERS:
+        raise _fail(source, "lab.provider", f"'{provider}' is not one of {', '.join(PROVIDERS)} or auto", text)
+    memory = get("memory", int, 1024)
+    cpus = get("cpus", int, 1)
+    if memory < 256 or cpus < 1:
+        raise _fail(source, "lab.memory" if memory < 256 else "lab.cpus", "is too small", text)
+
+    hosts = _build_hosts(raw.get("hosts"), subnet, source, text)
+    return LabSpec(
+        name=name,
+        subnet=str(subnet),
+        hosts=hosts,
+        provider=provider,
+        box=get("box", str, DEFAULT_BOX),
+        node_image=get("node_image", str, DEFAULT_NODE_IMAGE),
+        memory=memory,
+        cpus=cpus,
+    )
+
+
+def _build_hosts(raw_hosts: Any, subnet: ipaddress.IPv4Network, source: str, text: str | None) -> tuple[HostSpec, ...]:
+    if raw_hosts is None:
+        raw_hosts = {name: {"role": role} for name, role, _ in DEFAULT_HOSTS}
+    if not isinstance(raw_hosts, dict) or not raw_hosts:
+        raise _fail(source, "hosts", "must have at least one [hosts.NAME] table", text)
+    default_ips = {name: num for name, _, num in DEFAULT_HOSTS}
+    hosts: list[HostSpec] = []
+    seen_ips: dict[str, str] = {}
+    for index, (name, fields) in enumerate(raw_hosts.items()):
+        if not isinstance(fields, dict):
+            raise _fail(source, f"hosts.{name}", "must be a table", text)
+        if not _NAME_RE.match(name) or re.match(r"^host\d+$", name):
+            raise _fail(source, f"hosts.{name}", "is not a valid host name (lower-case, digits, '-'; not hostN)", text)
+        for key in fields:
+            if key not in _HOST_KEYS:
+                raise _fail(source, f"hosts.{name}.{key}", f"is unknown (known: {', '.join(sorted(_HOST_KEYS))})", text)
+        role = fields.get("role", "manager" if name == "manager" else "worker")
+        if role not in ROLES:
+            raise _fail(source, f"hosts.{name}.role", f"'{role}' is not one of {', '.join(ROLES)}", text)
+        ip_text = fields.get("ip")
+        if ip_text is None:
+            ip = subnet.network_address + default_ips.get(name, 10 + index)
+        else:
+            try:
+                ip = ipaddress.IPv4Address(str(ip_text))
+            except ValueError:
+                raise _fail(source, f"hosts.{name}.ip", f"'{ip_text}' is not an IPv4 address", text) from None
+        usable = ip in subnet and ip not in (subnet.network_address, subnet.broadcast_address,
+                                              subnet.network_address + 1)
+        if not usable:
+            raise _fail(source, f"hosts.{name}.ip", f"{ip} is not a host address of {subnet} (.1 is the gateway)", text)
+        if str(ip) in seen_ips:
+            raise _fail(source, f"hosts.{name}.ip", f"{ip} is already used by {seen_ips[str(ip)]}", text)
+        seen_ips[str(ip)] = name
+        hosts.append(HostSpec(name=name, role=role, ip=str(ip), aliases=(f"host{index + 1}",)))
+    managers = [h.name for h in hosts if h.role == "manager"]
+    if len(managers) != 1:
+        raise _fail(source, "hosts", f"needs exactly one host with role = \"manager\" (found {len(managers)})", text)
+    return tuple(hosts)
+
+
+def read_lab_file(path: Path) -> tuple[dict[str, Any], str]:
+    """Parse a lab file; syntax errors name the line."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UsageError(f"cannot read lab file {path}: {exc.strerror}") from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: not valid TOML: {exc}", hint="fix the line it names") from None
+
+
+def load_spec(
+    path: Path | None, overrides: dict[str, Any] | None = None, subnets_in_use: set[str] | None = None
+) -> LabSpec:
+    """The lab from a lab file (if any) with flag overrides applied.
+
+    Without an explicit subnet, a lab takes the first /24 of the default pool
+    that no other lab on this machine uses.
+    """
+    raw: dict[str, Any] = {}
+    text = None
+    source = "flags"
+    if path is not None:
+        raw, text = read_lab_file(path)
+        source = str(path)
+    if overrides:
+        lab = dict(raw.get("lab", {}))
+        lab.update({k: v for k, v in overrides.items() if v is not None})
+        raw = {**raw, "lab": lab}
+    default_subnet = DEFAULT_SUBNET
+    if "subnet" not in raw.get("lab", {}):
+        default_subnet = free_subnet(subnets_in_use or set())
+    return build_spec(raw, source, text, default_subnet)
+
+
+def free_subnet(in_use: set[str]) -> str:
+    taken = [ipaddress.ip_network(s) for s in in_use]
+    for candidate in ipaddress.ip_network(DEFAULT_SUBNET_POOL).subnets(new_prefix=24):
+        if not any(candidate.overlaps(t) for t in taken):
+            return str(candidate)
+    raise UsageError("every /24 of 192.168.56.0/21 is used by another lab", hint="set lab.subnet or pass --subnet")

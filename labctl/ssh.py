@@ -1,0 +1,209 @@
+"""Everything reaches the hosts one way: SSH through paramiko.
+
+Commands run with a real deadline (paramiko's own timeout is per read), their
+output is drained while they run (recv_exit_status() can hang otherwise), and
+fan-out runs one thread per host.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+import paramiko
+
+from .errors import HostUnreachable, LabError
+
+logging.getLogger("paramiko").setLevel(logging.CRITICAL)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a host's sshd answers, and how to log in."""
+
+    hostname: str
+    port: int
+    user: str
+    key_file: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"hostname": self.hostname, "port": self.port, "user": self.user, "key_file": self.key_file}
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> Endpoint:
+        return cls(str(data["hostname"]), int(str(data["port"])), str(data["user"]), str(data["key_file"]))
+
+
+@dataclass
+class Result:
+    rc: int
+    out: str
+    err: str
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+    def tail(self, lines: int = 6) -> str:
+        text = (self.err.strip() or self.out.strip()).splitlines()
+        return "\n".join(text[-lines:])
+
+
+class CommandTimeout(LabError):
+    pass
+
+
+class _AcceptVagrantKeys(paramiko.MissingHostKeyPolicy):
+    """Vagrant hosts get new host keys with every rebuild; Vagrant itself does not check them."""
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        return None
+
+
+class Host:
+    """One SSH connection to a lab host, opened on first use, shared by threads."""
+
+    def __init__(self, name: str, endpoint: Endpoint, connect_timeout: float = 8.0):
+        self.name = name
+        self.endpoint = endpoint
+        self.connect_timeout = connect_timeout
+        self._client: paramiko.SSHClient | None = None
+        self._lock = threading.Lock()
+
+    def _transport(self) -> paramiko.Transport:
+        with self._lock:
+            if self._client is not None:
+                transport = self._client.get_transport()
+                if transport is not None and transport.is_active():
+                    return transport
+                self._client.close()
+                self._client = None
+            client = paramiko.SSHClient()
+            client.set_missing_host_key_policy(_AcceptVagrantKeys())
+            ep = self.endpoint
+            try:
+                client.connect(
+                    ep.hostname, port=ep.port, username=ep.user, key_filename=ep.key_file,
+                    timeout=self.connect_timeout, banner_timeout=self.connect_timeout,
+                    auth_timeout=self.connect_timeout, allow_agent=False, look_for_keys=False,
+                )
+            except (OSError, paramiko.SSHException, EOFError) as exc:
+                client.close()
+                raise HostUnreachable(
+                    f"{self.name} does not answer SSH at {ep.hostname}:{ep.port} ({exc or type(exc).__name__})",
+                    hint="is the lab up? `labctl status` shows each host; `labctl up` brings it back",
+                ) from None
+            transport = client.get_transport()
+            assert transport is not None
+            transport.set_keepalive(15)
+            self._client = client
+            return transport
+
+    def run(
+        self,
+        command: str,
+        *,
+        sudo: bool = False,
+        stdin: bytes | None = None,
+        timeout: float = 120.0,
+        check: bool = False,
+        on_line: Callable[[str], None] | None = None,
+    ) -> Result:
+        """Run a shell command; a deadline ends it, output is drained as it comes."""
+        if sudo:
+            command = "sudo -n sh -c " + shlex.quote(command)
+        channel = self._transport().open_session()
+        deadline = time.monotonic() + timeout
+        out, err = bytearray(), bytearray()
+        pending = b""
+        try:
+            channel.settimeout(1.0)
+            channel.exec_command(command)
+            if stdin is not None:
+                view = memoryview(stdin)
+                while view:
+                    sent = channel.send(bytes(view[:65536]))
+                    view = view[sent:]
+                    if time.monotonic() > deadline:
+                        break
+            channel.shutdown_write()
+            while True:
+                got = False
+                while channel.recv_ready():
+                    chunk = channel.recv(65536)
+                    out += chunk
+                    got = True
+                    if on_line is not None:
+                        pending += chunk
+                        *lines, pending = pending.split(b"\n")
+                        for line in lines:
+                            on_line(line.decode(errors="replace"))
+                while channel.recv_stderr_ready():
+                    err += channel.recv_stderr(65536)
+                    got = True
+                if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+                    break
+                if time.monotonic() > deadline:
+                    raise CommandTimeout(
+                        f"{self.name}: `{_shorten(command)}` did not finish within {timeout:.0f} s",
+                        hint="the host may be overloaded or a service it needs is down",
+                    )
+                if not got:
+                    time.sleep(0.01)
+            rc = channel.recv_exit_status()
+        except (socket.timeout, paramiko.SSHException, EOFError, OSError) as exc:
+            raise HostUnreachable(f"{self.name}: SSH connection lost ({exc})", hint="`labctl status`") from None
+        finally:
+            channel.close()
+        result = Result(rc, out.decode(errors="replace"), err.decode(errors="replace"))
+        if check and not result.ok:
+            raise LabError(f"{self.name}: `{_shorten(command)}` failed (exit {rc}): {result.tail(3)}")
+        return result
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+
+def _shorten(command: str, width: int = 80) -> str:
+    command = " ".join(command.split())
+    return command if len(command) <= width else command[: width - 3] + "..."
+
+
+def fan_out(hosts: Iterable[Host], work: Callable[[Host], T]) -> dict[str, T | BaseException]:
+    """Run `work` on every host at once; each host's result or exception, by name."""
+    hosts = list(hosts)
+    results: dict[str, T | BaseException] = {}
+    if not hosts:
+        return results
+    with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
+        futures = {h.name: pool.submit(work, h) for h in hosts}
+        for name, future in futures.items():
+            try:
+                results[name] = future.result()
+            except Exception as exc:  # noqa: BLE001 - reported per host by the caller
+                results[name] = exc
+    return results
+
+
+def raise_first(results: dict[str, T | BaseException]) -> dict[str, T]:
+    """Results of a fan-out, or the first host's error (all errors named)."""
+    errors = {name: r for name, r in results.items() if isinstance(r, BaseException)}
+    if errors:
+        first = next(iter(errors.values()))
+        if len(errors) > 1 and isinstance(first, LabError):
+            names = ", ".join(errors)
+            raise LabError(f"{first.message} (failed on: {names})", hint=first.hint, exit_code=first.exit_code)
+        raise first
+    return {name: r for name, r in results.items() if not isinstance(r, BaseException)}

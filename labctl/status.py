@@ -1,0 +1,112 @@
+"""What each host of a lab is doing: provider state, addresses, Docker, swarm."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+from .errors import LabError
+from .lab import Lab
+from .ssh import Host, fan_out
+from .swarm import NodeEntry, SwarmInfo, node_list
+
+PROBE = "docker version --format '{{.Server.Version}}' 2>/dev/null || echo; docker info --format '{{json .Swarm}}'"
+
+
+@dataclass
+class HostStatus:
+    host: str
+    aliases: str
+    role: str
+    provider_state: str
+    private_ip: str
+    ssh: str
+    docker: str
+    swarm_role: str
+    swarm_state: str
+    availability: str
+    advertise_addr: str
+    problem: str
+
+
+def _probe(host: Host) -> tuple[str, SwarmInfo | None]:
+    result = host.run(PROBE, sudo=True, timeout=20)
+    lines = result.out.splitlines()
+    version = lines[0].strip() if lines else ""
+    try:
+        info = SwarmInfo.parse(lines[1]) if len(lines) > 1 and version else None
+    except (ValueError, IndexError):
+        info = None
+    return version, info
+
+
+def collect(lab: Lab, provider_states: dict[str, str] | None = None) -> list[HostStatus]:
+    """Every host's status; the provider's own report is asked for unless given."""
+    spec = lab.spec
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        states_future = pool.submit(lab.backend().states) if provider_states is None else None
+        try:
+            hosts = lab.hosts(connect_timeout=3)
+        except LabError:
+            hosts = {}
+        probes = fan_out(list(hosts.values()), _probe)
+        nodes: dict[str, NodeEntry] = {}
+        manager_version = probes.get(spec.manager.name)
+        if isinstance(manager_version, tuple) and manager_version[1] and manager_version[1].is_manager:
+            try:
+                nodes = {n.node_id: n for n in node_list(hosts[spec.manager.name])}
+            except LabError:
+                pass
+        if states_future is not None:
+            try:
+                provider_states = states_future.result()
+            except LabError:
+                provider_states = {}
+    endpoints = lab.endpoints()
+    rows = []
+    for h in spec.hosts:
+        probe = probes.get(h.name)
+        ep = endpoints.get(h.name)
+        row = HostStatus(
+            host=h.name, aliases=",".join(h.aliases), role=h.role,
+            provider_state=(provider_states or {}).get(h.name, "unknown"), private_ip=h.ip,
+            ssh=f"{ep.user}@{ep.hostname}:{ep.port}" if ep else "-",
+            docker="-", swarm_role="-", swarm_state="-", availability="-", advertise_addr="-", problem="",
+        )
+        if isinstance(probe, BaseException) or probe is None:
+            row.problem = "does not answer SSH" if probe is not None else "no SSH endpoint"
+        else:
+            version, info = probe
+            row.docker = version or "not running"
+            if not version:
+                row.problem = "dockerd is not running"
+            elif info is not None:
+                row.swarm_state = info.state
+                row.advertise_addr = info.node_addr or "-"
+                node = nodes.get(info.node_id)
+                if node is not None:
+                    row.swarm_role = node.role + (" (leader)" if node.leader else "")
+                    row.swarm_state = node.state
+                    row.availability = node.availability
+                elif info.state == "active" and nodes:
+                    row.problem = "not a member of this lab's swarm"
+                if info.error:
+                    row.problem = info.error
+                if info.state == "inactive":
+                    row.problem = "not in the swarm"
+                elif info.node_addr and info.node_addr != h.ip:
+                    row.problem = f"advertises {info.node_addr}, not {h.ip}"
+        rows.append(row)
+    return rows
+
+
+def healthy(rows: list[HostStatus]) -> bool:
+    return all(not r.problem and r.swarm_state == "ready" for r in rows)
+
+
+def to_json(lab: Lab, rows: list[HostStatus]) -> str:
+    return json.dumps({
+        "lab": lab.spec.name, "provider": lab.spec.provider, "subnet": lab.spec.subnet,
+        "healthy": healthy(rows), "hosts": [asdict(r) for r in rows],
+    }, indent=2)

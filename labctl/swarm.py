@@ -1,0 +1,197 @@
+"""Swarm init, join, heal and verification, over SSH.
+
+The join token is read from the manager and handed to each worker on the
+command's standard input: it never appears on a command line, in a file, a log
+or the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from .errors import LabError
+from .spec import HostSpec, LabSpec
+from .ssh import Host, fan_out, raise_first
+
+
+@dataclass(frozen=True)
+class SwarmInfo:
+    """What a host's dockerd says of its swarm membership (`docker info`)."""
+
+    state: str  # inactive, pending, active, error, locked
+    node_id: str
+    node_addr: str
+    is_manager: bool
+    error: str
+    remote_managers: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> SwarmInfo:
+        data = json.loads(text)
+        return cls(
+            state=data.get("LocalNodeState") or "inactive",
+            node_id=data.get("NodeID") or "",
+            node_addr=data.get("NodeAddr") or "",
+            is_manager=bool(data.get("ControlAvailable")),
+            error=data.get("Error") or "",
+            remote_managers=tuple(m.get("Addr", "") for m in data.get("RemoteManagers") or []),
+        )
+
+
+@dataclass(frozen=True)
+class NodeEntry:
+    """One line of the manager's node list, with the advertised address."""
+
+    node_id: str
+    hostname: str
+    role: str
+    state: str  # ready, down, unknown
+    availability: str
+    addr: str
+    leader: bool
+
+    @classmethod
+    def parse_inspect(cls, text: str) -> list[NodeEntry]:
+        entries = []
+        for node in json.loads(text):
+            status = node.get("Status", {})
+            entries.append(cls(
+                node_id=node["ID"],
+                hostname=node.get("Description", {}).get("Hostname", ""),
+                role=node.get("Spec", {}).get("Role", ""),
+                state=status.get("State", ""),
+                availability=node.get("Spec", {}).get("Availability", ""),
+                addr=status.get("Addr", ""),
+                leader=bool(node.get("ManagerStatus", {}).get("Leader")),
+            ))
+        return entries
+
+
+def swarm_info(host: Host) -> SwarmInfo:
+    result = host.run("docker info --format '{{json .Swarm}}'", sudo=True, timeout=30)
+    if not result.ok:
+        raise LabError(f"{host.name}: dockerd does not answer: {result.tail(2)}",
+                       hint="`labctl up` starts it again")
+    return SwarmInfo.parse(result.out)
+
+
+def node_list(manager: Host) -> list[NodeEntry]:
+    result = manager.run("docker node inspect $(docker node ls -q)", sudo=True, timeout=30)
+    if not result.ok:
+        raise LabError(f"{manager.name}: cannot list the swarm's nodes: {result.tail(2)}")
+    return NodeEntry.parse_inspect(result.out)
+
+
+def init_manager(manager: Host, spec: HostSpec) -> str:
+    """Make `manager` the swarm's manager, advertising its private address."""
+    info = swarm_info(manager)
+    if info.state == "active" and info.is_manager and info.node_addr == spec.ip:
+        return "already the manager"
+    note = ""
+    if info.state != "inactive":
+        # In a swarm of the wrong shape (a worker, another address, a failed join): start over.
+        manager.run("docker swarm leave --force", sudo=True, timeout=60)
+        note = f" (left a swarm it was in as {'manager' if info.is_manager else 'worker'} at {info.node_addr})"
+    result = manager.run(
+        f"docker swarm init --advertise-addr {spec.ip} --listen-addr {spec.ip}:2377", sudo=True, timeout=90
+    )
+    if not result.ok:
+        raise LabError(f"{manager.name}: `docker swarm init` failed: {result.tail(2)}")
+    return f"initialised, advertising {spec.ip}{note}"
+
+
+def _worker_token(manager: Host) -> str:
+    result = manager.run("docker swarm join-token -q worker", sudo=True, timeout=30)
+    token = result.out.strip()
+    if not result.ok or not token.startswith("SWMTKN-"):
+        raise LabError(f"{manager.name}: cannot read the worker join token: {result.tail(1)}")
+    return token
+
+
+def join_worker(worker: Host, spec: HostSpec, manager_ip: str, token: str) -> str:
+    info = swarm_info(worker)
+    note = ""
+    if info.state != "inactive":
+        worker.run("docker swarm leave --force", sudo=True, timeout=60)
+        note = f" (left its stale swarm membership: {info.state}, {info.node_addr or 'no address'})"
+    # The token arrives on stdin, so it is on no command line (`ps`) and in no shell history.
+    result = worker.run(
+        f'read -r token && exec docker swarm join --token "$token" --advertise-addr {spec.ip} '
+        f"--listen-addr {spec.ip}:2377 {manager_ip}:2377",
+        sudo=True, stdin=(token + "\n").encode(), timeout=120,
+    )
+    if not result.ok:
+        raise LabError(
+            f"{worker.name} could not join the swarm at {manager_ip}:2377: {mask(result.tail(2), token)}",
+            hint=f"`labctl diagnose {worker.name}` checks the ports the swarm needs",
+        )
+    return f"joined, advertising {spec.ip}{note}"
+
+
+def mask(text: str, token: str) -> str:
+    return text.replace(token, "SWMTKN-****") if token else text
+
+
+def healthy_workers(spec: LabSpec, nodes: list[NodeEntry], infos: dict[str, SwarmInfo]) -> set[str]:
+    """Workers that are in this manager's swarm, with the right address."""
+    known = {n.node_id for n in nodes}
+    return {
+        w.name for w in spec.workers
+        if infos[w.name].state == "active" and infos[w.name].node_id in known
+        and infos[w.name].node_addr == w.ip and not infos[w.name].is_manager
+    }
+
+
+def join_workers(spec: LabSpec, hosts: dict[str, Host]) -> dict[str, str]:
+    """Join (or re-join) every worker that is not a healthy member; forget stale entries."""
+    manager = hosts[spec.manager.name]
+    infos = raise_first(fan_out([hosts[w.name] for w in spec.workers], swarm_info))
+    nodes = node_list(manager)
+    healthy = healthy_workers(spec, nodes, infos)
+    outcome = {w: "already joined" for w in healthy}
+    todo = [w for w in spec.workers if w.name not in healthy]
+    if todo:
+        token = _worker_token(manager)
+        joined = fan_out([hosts[w.name] for w in todo],
+                         lambda h: join_worker(h, spec.host(h.name), spec.manager.ip, token))
+        outcome.update(raise_first(joined))
+    forget_stale_nodes(spec, manager)
+    return outcome
+
+
+def forget_stale_nodes(spec: LabSpec, manager: Host) -> list[str]:
+    """Remove node entries left `down` by a host that has re-joined under a new ID."""
+    nodes = node_list(manager)
+    live = {n.hostname for n in nodes if n.state == "ready"}
+    stale = [n.node_id for n in nodes if n.state == "down" and n.hostname in live]
+    if stale:
+        manager.run("docker node rm --force " + " ".join(stale), sudo=True, timeout=60)
+    return stale
+
+
+def verify(spec: LabSpec, hosts: dict[str, Host], timeout: float = 60.0) -> list[NodeEntry]:
+    """Wait until every host is a Ready node advertising its own private address."""
+    manager = hosts[spec.manager.name]
+    deadline = time.monotonic() + timeout
+    while True:
+        infos = raise_first(fan_out(list(hosts.values()), swarm_info))
+        nodes = {n.node_id: n for n in node_list(manager)}
+        problems = []
+        for h in spec.hosts:
+            node = nodes.get(infos[h.name].node_id)
+            if node is None:
+                problems.append(f"{h.name} is not in the swarm")
+            elif node.state != "ready":
+                problems.append(f"{h.name} is {node.state}")
+            elif node.addr != h.ip:
+                problems.append(f"{h.name} advertises {node.addr}, not its private address {h.ip}")
+            elif node.role != h.role:
+                problems.append(f"{h.name} is a {node.role}, not a {h.role}")
+        if not problems:
+            return [nodes[infos[h.name].node_id] for h in spec.hosts]
+        if time.monotonic() > deadline:
+            raise LabError("the swarm is not ready: " + "; ".join(problems),
+                           hint="`labctl status` shows each node; `labctl diagnose` looks for the cause")
+        time.sleep(0.5)

@@ -1,0 +1,71 @@
+"""Terminal output: phases with progress and durations, errors with hints."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.markup import escape
+
+console = Console(highlight=False)
+if not console.is_terminal:  # piped or in CI: wide enough that tables don't truncate
+    console = Console(highlight=False, width=200)
+err_console = Console(stderr=True, highlight=False)
+
+OK = "[green]✓[/green]"
+FAIL = "[red]✗[/red]"
+
+
+class Step:
+    """A running phase: `note()` updates its progress line, `done()` its summary."""
+
+    def __init__(self, title: str, status: object | None):
+        self.title = title
+        self._status = status
+        self.summary = ""
+
+    def note(self, text: str) -> None:
+        if self._status is not None:
+            self._status.update(f"{escape(self.title)}: [dim]{escape(text[:100])}[/dim]")  # type: ignore[attr-defined]
+
+    def done(self, summary: str) -> None:
+        self.summary = summary
+
+
+@contextmanager
+def phase(title: str, quiet: bool = False) -> Iterator[Step]:
+    """Show a phase while it runs, then a tick or a cross with its duration."""
+    started = time.monotonic()
+    interactive = console.is_terminal and not quiet
+    status = console.status(escape(title)) if interactive else None
+    step = Step(title, status)
+    try:
+        if status is not None:
+            with status:
+                yield step
+        else:
+            yield step
+    except BaseException:
+        if not quiet:
+            console.print(f"{FAIL} {escape(title)} [dim]({time.monotonic() - started:.1f} s)[/dim]")
+        raise
+    if not quiet:
+        summary = f" - {escape(step.summary)}" if step.summary else ""
+        console.print(f"{OK} {escape(title)} [dim]({time.monotonic() - started:.1f} s)[/dim]{summary}")
+
+
+def error(message: str, hint: str | None = None) -> None:
+    err_console.print(f"[red]error:[/red] {escape(message)}")
+    if hint:
+        err_console.print(f"[yellow]hint:[/yellow] {escape(hint)}")
+
+
+def info(message: str) -> None:
+    console.print(escape(message))
+
+
+def flush() -> None:
+    sys.stdout.flush()
