@@ -227,6 +227,9 @@ def down() -> None:
         state.remove()
 
 
+# Command groups defined in their own modules are registered here.
+
+
 def main() -> None:
     command = typer.main.get_command(app)
     try:

@@ -144,7 +144,7 @@ def build_spec(
 
     def get(key: str, typ: type, default: Any) -> Any:
         value = lab.get(key, default)
-        if value is not None and not isinstance(value, typ) or isinstance(value, bool) and typ is int:
+        if (value is not None and not isinstance(value, typ)) or (isinstance(value, bool) and typ is int):
             raise _fail(source, f"lab.{key}", f"must be a {typ.__name__}, not {value!r}", text)
         return value
 

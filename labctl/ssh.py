@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import shlex
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -160,7 +159,7 @@ class Host:
                 if not got:
                     time.sleep(0.01)
             rc = channel.recv_exit_status()
-        except (socket.timeout, paramiko.SSHException, EOFError, OSError) as exc:
+        except (TimeoutError, paramiko.SSHException, EOFError, OSError) as exc:
             raise HostUnreachable(f"{self.name}: SSH connection lost ({exc})", hint="`labctl status`") from None
         finally:
             channel.close()
@@ -192,7 +191,7 @@ def fan_out(hosts: Iterable[Host], work: Callable[[Host], T]) -> dict[str, T | B
         for name, future in futures.items():
             try:
                 results[name] = future.result()
-            except Exception as exc:  # noqa: BLE001 - reported per host by the caller
+            except Exception as exc:
                 results[name] = exc
     return results
 
