@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 from rich.table import Table
 from tabulate import tabulate
 
-from . import __version__, images, node_image, providers, status
+try:  # typer >= 0.20 vendors its own Click
+    from typer._click import exceptions as click_exc
+except ImportError:  # pragma: no cover - older typer uses Click itself
+    from click import exceptions as click_exc  # type: ignore[no-redef]
+
+from . import images, node_image, providers, status
 from .backends import docker_host
+from .backends.vagrant import require_vagrant
 from .errors import EXIT_FAILED, LabError, UsageError
 from .lab import Lab, Selection
 from .spec import LabSpec
@@ -88,6 +94,7 @@ def up(
 ) -> None:
     """Bring up three hosts with Docker, joined in one swarm (idempotent: a re-run heals)."""
     lab = Lab.for_up(CTX.selection, {"subnet": subnet})
+    require_vagrant()
     existing = lab.spec.provider if lab.state.exists() else None
     choice = providers.choose(provider, None if existing else lab.spec.provider, existing)
     if existing and choice.provider != existing:
@@ -172,7 +179,12 @@ def exec_cmd(
     """Run a command on a host; its output and exit code are passed through."""
     lab = Lab.open(CTX.selection)
     target = lab.host(host)
-    line = " ".join(command) if len(command) > 1 or " " in command[0] else command[0]
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise UsageError("no command given", hint=f"labctl exec {host} -- docker ps")
+    # One argument is a shell line (`-- 'docker ps | wc -l'`); several are quoted word by word.
+    line = command[0] if len(command) == 1 else shlex.join(command)
     result = target.run(line, timeout=timeout,
                         on_line=lambda text: (sys.stdout.write(text + "\n"), sys.stdout.flush()))
     lines = result.out.split("\n")
@@ -238,18 +250,15 @@ def main() -> None:
     except LabError as exc:
         error(exc.message, exc.hint)
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
+    except click_exc.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         error("interrupted")
         sys.exit(130)
     except KeyboardInterrupt:
         error("interrupted", hint="run the same command again: it resumes where it stopped")
         sys.exit(130)
 
-
-def version() -> str:
-    return __version__

@@ -75,7 +75,10 @@ def collect(lab: Lab, provider_states: dict[str, str] | None = None) -> list[Hos
             docker="-", swarm_role="-", swarm_state="-", availability="-", advertise_addr="-", problem="",
         )
         if isinstance(probe, BaseException) or probe is None:
-            row.problem = "does not answer SSH" if probe is not None else "no SSH endpoint"
+            if row.provider_state not in ("running", "unknown"):
+                row.problem = f"host is {row.provider_state.replace('_', ' ')}: `labctl up` brings it back"
+            else:
+                row.problem = "does not answer SSH" if probe is not None else "no SSH endpoint"
         else:
             version, info = probe
             row.docker = version or "not running"

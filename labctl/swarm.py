@@ -157,18 +157,14 @@ def join_workers(spec: LabSpec, hosts: dict[str, Host]) -> dict[str, str]:
         joined = fan_out([hosts[w.name] for w in todo],
                          lambda h: join_worker(h, spec.host(h.name), spec.manager.ip, token))
         outcome.update(raise_first(joined))
-    forget_stale_nodes(spec, manager)
     return outcome
 
 
-def forget_stale_nodes(spec: LabSpec, manager: Host) -> list[str]:
-    """Remove node entries left `down` by a host that has re-joined under a new ID."""
-    nodes = node_list(manager)
-    live = {n.hostname for n in nodes if n.state == "ready"}
-    stale = [n.node_id for n in nodes if n.state == "down" and n.hostname in live]
-    if stale:
-        manager.run("docker node rm --force " + " ".join(stale), sudo=True, timeout=60)
-    return stale
+def stale_entries(spec: LabSpec, nodes: list[NodeEntry], infos: dict[str, SwarmInfo]) -> list[str]:
+    """Node entries named after a lab host that are not that host's current node:
+    left behind when a host left or was rebuilt and joined again under a new ID."""
+    current = {infos[h].node_id for h in infos}
+    return [n.node_id for n in nodes if n.hostname in spec.host_names and n.node_id not in current]
 
 
 def verify(spec: LabSpec, hosts: dict[str, Host], timeout: float = 60.0) -> list[NodeEntry]:
@@ -177,7 +173,11 @@ def verify(spec: LabSpec, hosts: dict[str, Host], timeout: float = 60.0) -> list
     deadline = time.monotonic() + timeout
     while True:
         infos = raise_first(fan_out(list(hosts.values()), swarm_info))
-        nodes = {n.node_id: n for n in node_list(manager)}
+        entries = node_list(manager)
+        stale = stale_entries(spec, entries, infos)
+        if stale:
+            manager.run("docker node rm --force " + " ".join(stale), sudo=True, timeout=60)
+        nodes = {n.node_id: n for n in entries}
         problems = []
         for h in spec.hosts:
             node = nodes.get(infos[h.name].node_id)

@@ -13,7 +13,7 @@ from rich.markup import escape
 console = Console(highlight=False)
 if not console.is_terminal:  # piped or in CI: wide enough that tables don't truncate
     console = Console(highlight=False, width=200)
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 OK = "[green]✓[/green]"
 FAIL = "[red]✗[/red]"

@@ -63,3 +63,12 @@ def remove_lab_leftovers(lab: str, on_line: Callable[[str], None]) -> None:
         docker("rm", "-f", "-v", *ids, check=True)
     for net in docker("network", "ls", "-q", "--filter", label).stdout.split():
         docker("network", "rm", net, check=True)
+
+
+def remove_untracked_nodes(lab: str, tracked: set[str], on_line: Callable[[str], None]) -> None:
+    """Remove this lab's node containers whose IDs Vagrant has not recorded."""
+    proc = docker("ps", "-aq", "--no-trunc", "--filter", f"label=labctl.lab={lab}")
+    orphans = [cid for cid in proc.stdout.split() if cid not in tracked]
+    if orphans:
+        on_line(f"removing {len(orphans)} container(s) an interrupted run left behind")
+        docker("rm", "-f", "-v", *orphans, check=True)

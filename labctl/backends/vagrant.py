@@ -66,6 +66,9 @@ class VagrantBackend:
     def up(self, on_line: Callable[[str], None]) -> None:
         if self.spec.provider == "docker":
             docker_host.ensure_network(self.spec)
+            # A `vagrant up` interrupted after `docker run` leaves a container
+            # Vagrant does not know; its name would block the next create.
+            docker_host.remove_untracked_nodes(self.spec.name, self._tracked_ids(), on_line)
         self.state.vagrant_log.write_text("")
         lines: list[str] = []
         try:
@@ -76,6 +79,14 @@ class VagrantBackend:
                     on_line(line.strip())
         except subprocess.CalledProcessError:
             raise self._failure("up", lines) from None
+
+    def _tracked_ids(self) -> set[str]:
+        ids = set()
+        for host in self.spec.host_names:
+            id_file = self.state.vagrant_dotfile / "machines" / host / "docker" / "id"
+            if id_file.is_file():
+                ids.add(id_file.read_text().strip())
+        return ids
 
     def endpoints(self) -> dict[str, Endpoint]:
         try:

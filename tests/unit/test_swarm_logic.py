@@ -1,0 +1,124 @@
+"""The swarm phases' decisions, with the SSH boundary faked by recorded answers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+
+from labctl import swarm
+from labctl.errors import LabError
+from labctl.spec import build_spec
+from labctl.ssh import Result
+
+SPEC = build_spec({})
+TOKEN = "SWMTKN-1-0123456789abcdef-secret"
+
+
+def info_json(state: str = "active", node_id: str = "", addr: str = "", manager: bool = False) -> str:
+    return json.dumps({"LocalNodeState": state, "NodeID": node_id, "NodeAddr": addr,
+                       "ControlAvailable": manager, "Error": "", "RemoteManagers": None})
+
+
+@dataclass
+class FakeHost:
+    """Answers commands from a table of (substring -> Result) and records them."""
+
+    name: str
+    answers: dict[str, Result] = field(default_factory=dict)
+    calls: list[tuple[str, bytes | None]] = field(default_factory=list)
+
+    def run(self, command: str, *, sudo: bool = False, stdin: bytes | None = None,
+            timeout: float = 0, check: bool = False, on_line: object = None) -> Result:
+        self.calls.append((command, stdin))
+        for key, result in self.answers.items():
+            if key in command:
+                return result
+        return Result(0, "", "")
+
+    def commands(self) -> list[str]:
+        return [c for c, _ in self.calls]
+
+
+def test_swarm_info_parses_docker_info() -> None:
+    info = swarm.SwarmInfo.parse(info_json("active", "abc", "192.168.56.11"))
+    assert (info.state, info.node_id, info.node_addr, info.is_manager) == ("active", "abc", "192.168.56.11", False)
+    assert swarm.SwarmInfo.parse('{"LocalNodeState":"inactive","NodeID":"","RemoteManagers":null}').state == "inactive"
+
+
+def test_init_is_a_no_op_on_a_ready_manager() -> None:
+    host = FakeHost("manager", {"docker info": Result(0, info_json("active", "m1", "192.168.56.10", True), "")})
+    assert swarm.init_manager(host, SPEC.manager) == "already the manager"  # type: ignore[arg-type]
+    assert not any("swarm init" in c for c in host.commands())
+
+
+def test_init_advertises_the_private_address() -> None:
+    host = FakeHost("manager", {"docker info": Result(0, info_json("inactive"), "")})
+    swarm.init_manager(host, SPEC.manager)  # type: ignore[arg-type]
+    init = [c for c in host.commands() if "swarm init" in c]
+    assert init == ["docker swarm init --advertise-addr 192.168.56.10 --listen-addr 192.168.56.10:2377"]
+
+
+def test_manager_advertising_the_wrong_address_starts_over() -> None:
+    host = FakeHost("manager", {"docker info": Result(0, info_json("active", "m1", "10.0.2.15", True), "")})
+    summary = swarm.init_manager(host, SPEC.manager)  # type: ignore[arg-type]
+    cmds = host.commands()
+    assert cmds.index("docker swarm leave --force") < next(i for i, c in enumerate(cmds) if "swarm init" in c)
+    assert "10.0.2.15" in summary
+
+
+def test_join_token_travels_on_stdin_only() -> None:
+    worker = FakeHost("worker-1", {"docker info": Result(0, info_json("inactive"), "")})
+    swarm.join_worker(worker, SPEC.host("worker-1"), SPEC.manager.ip, TOKEN)  # type: ignore[arg-type]
+    join = [(c, stdin) for c, stdin in worker.calls if "swarm join" in c]
+    assert len(join) == 1
+    command, stdin = join[0]
+    assert TOKEN not in command
+    assert stdin == (TOKEN + "\n").encode()
+    assert "--advertise-addr 192.168.56.11" in command and "192.168.56.10:2377" in command
+
+
+def test_failed_join_masks_the_token_in_the_error() -> None:
+    worker = FakeHost("worker-1", {
+        "docker info": Result(0, info_json("inactive"), ""),
+        "swarm join": Result(1, "", f"Error response from daemon: invalid join token {TOKEN}"),
+    })
+    with pytest.raises(LabError) as err:
+        swarm.join_worker(worker, SPEC.host("worker-1"), SPEC.manager.ip, TOKEN)  # type: ignore[arg-type]
+    assert TOKEN not in err.value.message
+    assert "SWMTKN-****" in err.value.message
+    assert "labctl diagnose worker-1" in (err.value.hint or "")
+
+
+def nodes(*entries: tuple[str, str, str, str]) -> list[swarm.NodeEntry]:
+    return [swarm.NodeEntry(node_id=i, hostname=h, role="worker", state=s, availability="active", addr=a,
+                            leader=False) for i, h, s, a in entries]
+
+
+def test_healthy_workers_need_membership_and_their_own_address() -> None:
+    infos = {
+        "worker-1": swarm.SwarmInfo.parse(info_json("active", "w1", "192.168.56.11")),
+        "worker-2": swarm.SwarmInfo.parse(info_json("active", "w2", "10.0.2.15")),
+    }
+    listed = nodes(("w1", "worker-1", "ready", "192.168.56.11"), ("w2", "worker-2", "ready", "10.0.2.15"))
+    assert swarm.healthy_workers(SPEC, listed, infos) == {"worker-1"}
+    # a worker still "active" in a swarm the (rebuilt) manager does not know
+    assert swarm.healthy_workers(SPEC, nodes(("w2", "worker-2", "ready", "x")), infos) == set()
+
+
+def test_stale_entries_are_old_ids_of_lab_hosts_only() -> None:
+    infos = {"manager": swarm.SwarmInfo.parse(info_json("active", "m", "", True)),
+             "worker-1": swarm.SwarmInfo.parse(info_json("active", "w1new", ""))}
+    listed = nodes(("m", "manager", "ready", ""), ("w1old", "worker-1", "down", ""),
+                   ("w1new", "worker-1", "ready", ""), ("x", "someone-else", "down", ""))
+    assert swarm.stale_entries(SPEC, listed, infos) == ["w1old"]
+
+
+def test_node_inspect_parsing() -> None:
+    text = json.dumps([{"ID": "a", "Description": {"Hostname": "manager"},
+                        "Spec": {"Role": "manager", "Availability": "active"},
+                        "Status": {"State": "ready", "Addr": "192.168.56.10"},
+                        "ManagerStatus": {"Leader": True}}])
+    (entry,) = swarm.NodeEntry.parse_inspect(text)
+    assert entry.leader and entry.role == "manager" and entry.addr == "192.168.56.10"
