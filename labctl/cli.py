@@ -240,6 +240,9 @@ def down() -> None:
 
 
 # Command groups defined in their own modules are registered here.
+from .diagnose_cli import register as _register_diagnostics  # noqa: E402
+
+_register_diagnostics(app)
 
 
 def main() -> None:

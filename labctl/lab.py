@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +13,7 @@ from typing import Any
 from . import lock
 from .backends.vagrant import VagrantBackend
 from .errors import LabError, UsageError
-from .spec import DEFAULT_NAME, LAB_FILE_NAME, LabSpec, load_spec, read_lab_file
+from .spec import DEFAULT_NAME, LAB_FILE_NAME, LabSpec, describe, free_subnet, load_spec, read_lab_file
 from .ssh import Endpoint, Host
 from .state import LabState, all_labs
 
@@ -76,17 +77,18 @@ class Lab:
         """The lab `up` should make: lab file + flags, checked against the lab if it exists."""
         overrides = {**overrides, "name": selection.name}
         name = load_spec(selection.lab_file, overrides).name
-        others = {LabState(n).load_spec().subnet for n in all_labs() if n != name}
-        spec = load_spec(selection.lab_file, overrides, subnets_in_use=others)
-        state = LabState(spec.name)
-        if state.exists():
-            current = state.load_spec()
-            wanted = dataclasses.replace(spec, provider=current.provider)
-            if wanted != current:
-                diffs = [f"{f.name}: {getattr(current, f.name)} -> {getattr(wanted, f.name)}"
-                         for f in dataclasses.fields(LabSpec) if getattr(current, f.name) != getattr(wanted, f.name)]
+        state = LabState(name)
+        current = state.load_spec() if state.exists() else None
+        # Without an explicit subnet a lab keeps its own, or takes a free one.
+        default = current.subnet if current else free_subnet(
+            {LabState(n).load_spec().subnet for n in all_labs() if n != name})
+        spec = load_spec(selection.lab_file, overrides, default_subnet=default)
+        if current is not None:
+            was, now = describe(current), describe(spec)
+            diffs = [f"{key}: {was[key]} -> {now[key]}" for key in was if was[key] != now[key]]
+            if diffs:
                 raise UsageError(
-                    f"lab '{spec.name}' is already up with other settings ({'; '.join(diffs)[:200]})",
+                    f"lab '{spec.name}' is already up with other settings ({'; '.join(diffs)})",
                     hint=f"`labctl --lab {spec.name} down` first, or give the new lab another name with --lab",
                 )
             if spec.provider not in (None, current.provider):
@@ -94,9 +96,10 @@ class Lab:
                                  hint=f"`labctl --lab {spec.name} down` first to change provider")
             spec = current
         else:
+            mine = ipaddress.ip_network(spec.subnet)
             for other in all_labs():
-                if other != spec.name and LabState(other).load_spec().subnet == spec.subnet:
-                    raise UsageError(f"subnet {spec.subnet} is used by lab '{other}'",
+                if other != spec.name and ipaddress.ip_network(LabState(other).load_spec().subnet).overlaps(mine):
+                    raise UsageError(f"subnet {spec.subnet} overlaps lab '{other}'",
                                      hint="pick another with --subnet")
         return cls(spec, state)
 

@@ -235,13 +235,10 @@ def read_lab_file(path: Path) -> tuple[dict[str, Any], str]:
 
 
 def load_spec(
-    path: Path | None, overrides: dict[str, Any] | None = None, subnets_in_use: set[str] | None = None
+    path: Path | None, overrides: dict[str, Any] | None = None, default_subnet: str = DEFAULT_SUBNET
 ) -> LabSpec:
-    """The lab from a lab file (if any) with flag overrides applied.
-
-    Without an explicit subnet, a lab takes the first /24 of the default pool
-    that no other lab on this machine uses.
-    """
+    """The lab from a lab file (if any) with flag overrides applied; `default_subnet`
+    is used when neither sets one."""
     raw: dict[str, Any] = {}
     text = None
     source = "flags"
@@ -252,13 +249,18 @@ def load_spec(
         lab = dict(raw.get("lab", {}))
         lab.update({k: v for k, v in overrides.items() if v is not None})
         raw = {**raw, "lab": lab}
-    default_subnet = DEFAULT_SUBNET
-    if "subnet" not in raw.get("lab", {}):
-        default_subnet = free_subnet(subnets_in_use or set())
     return build_spec(raw, source, text, default_subnet)
 
 
+def describe(spec: LabSpec) -> dict[str, str]:
+    """The facts of a lab that `up` cannot change in place, as text."""
+    return {"subnet": spec.subnet, "box": spec.box, "node_image": spec.node_image,
+            "memory": str(spec.memory), "cpus": str(spec.cpus),
+            "hosts": ", ".join(f"{h.name} {h.role} {h.ip}" for h in spec.hosts)}
+
+
 def free_subnet(in_use: set[str]) -> str:
+    """The first /24 of the default pool that no other lab on this machine uses."""
     taken = [ipaddress.ip_network(s) for s in in_use]
     for candidate in ipaddress.ip_network(DEFAULT_SUBNET_POOL).subnets(new_prefix=24):
         if not any(candidate.overlaps(t) for t in taken):

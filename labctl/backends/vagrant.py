@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 
 import vagrant
@@ -26,6 +27,18 @@ def require_vagrant() -> str:
             hint="install it (Debian: apt-get install vagrant), or see the README's set-up",
         )
     return path
+
+
+def _reap_children(timeout: float = 300) -> None:
+    """Wait for this process's children (the interrupted `vagrant`) to exit."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            time.sleep(0.2)
 
 
 class VagrantBackend:
@@ -55,6 +68,9 @@ class VagrantBackend:
             log = self.state.vagrant_log.read_text().strip().splitlines()
         except OSError:
             log = []
+        if any("another process is already executing an action" in line for line in log):
+            return LabError(f"`vagrant {action}` refused: another Vagrant process is working on this lab's machines",
+                            hint="wait for it to finish (`pgrep -af vagrant` shows it), then run the command again")
         detail = [line.strip() for line in (log[-8:] or lines[-8:]) if line.strip()]
         reason = detail[-1] if detail else "no output"
         for line in detail:  # Vagrant's first error sentence is usually the most useful
@@ -79,6 +95,12 @@ class VagrantBackend:
                     on_line(line.strip())
         except subprocess.CalledProcessError:
             raise self._failure("up", lines) from None
+        except KeyboardInterrupt:
+            # Vagrant got the same Ctrl-C and cleans up its current step; leaving
+            # before it finishes would leave its machine locks held for the next run.
+            on_line("interrupted: waiting for Vagrant to finish cleaning up")
+            _reap_children()
+            raise
 
     def _tracked_ids(self) -> set[str]:
         ids = set()

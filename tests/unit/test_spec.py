@@ -111,7 +111,7 @@ def test_free_subnet_skips_those_in_use() -> None:
         free_subnet({"192.168.56.0/21"})
 
 
-def test_load_spec_takes_a_free_subnet_when_none_is_given() -> None:
-    spec = load_spec(None, {"name": "second"}, subnets_in_use={"192.168.56.0/24"})
+def test_load_spec_takes_the_default_subnet_when_none_is_given() -> None:
+    spec = load_spec(None, {"name": "second"}, default_subnet="192.168.57.0/24")
     assert spec.subnet == "192.168.57.0/24"
     assert spec.manager.ip == "192.168.57.10"

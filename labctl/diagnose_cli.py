@@ -1,0 +1,188 @@
+"""`labctl diagnose`, `labctl capture` and `labctl fault`: the commands of the diagnostics package."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from .errors import UsageError
+from .lab import Lab
+from .ui import console, info
+
+SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def _ctx():  # the selection made by the main callback (imported late: cli imports this module)
+    from .cli import CTX
+
+    return CTX.selection
+
+
+def register(app: typer.Typer) -> None:
+    app.command("diagnose", context_settings={"allow_interspersed_args": True})(diagnose)
+    app.command("capture")(capture)
+    fault_app = typer.Typer(help="Break the lab on purpose (and undo it exactly).", no_args_is_help=True)
+    fault_app.command("add", context_settings={"allow_interspersed_args": True})(fault_add)
+    fault_app.command("list")(fault_list)
+    fault_app.command("clear")(fault_clear)
+    app.add_typer(fault_app, name="fault")
+
+
+def diagnose(
+    target: Annotated[Optional[list[str]], typer.Argument(
+        help="HOST (or nothing: the whole lab), or `ping SRC DST` (two containers, on any hosts).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Findings and evidence as JSON.")] = False,
+    evidence_out: Annotated[Optional[Path], typer.Option("--save-evidence",
+                                                         help="Also write the raw evidence (JSON) here.")] = None,
+) -> None:
+    """Why a host cannot join the swarm or carry overlay traffic: real packets, both directions.
+
+    Exit 0 when healthy, 1 when something is wrong. `labctl diagnose ping SRC DST` follows one ping
+    through both hosts' VXLAN underlay and says where it died.
+    """
+    from diagnostics import collect, rules
+
+    args = list(target or [])
+    lab = Lab.open(_ctx())
+    if args and args[0] == "ping":
+        if len(args) != 3:
+            raise UsageError("`labctl diagnose ping` needs two containers", hint="labctl diagnose ping SRC DST")
+        return _ping(lab, args[1], args[2], json_out)
+    if len(args) > 1:
+        raise UsageError("diagnose takes one host (or none for the whole lab)",
+                         hint="labctl diagnose worker-2")
+    focus = lab.spec.host(args[0]).name if args else None
+    if json_out:
+        ev = collect.diagnose(lab, focus)
+    else:
+        with console.status(f"probing {focus or 'every host'} against every peer, both directions..."):
+            ev = collect.diagnose(lab, focus)
+    findings = rules.analyze(ev)
+    summary = rules.root_cause(findings)
+    if evidence_out is not None:
+        evidence_out.write_text(json.dumps(ev.to_json(), indent=1) + "\n")
+    code = rules.exit_code(findings)
+    if json_out:
+        print(json.dumps({"lab": lab.spec.name, "host": focus, "healthy": code == 0, "seconds": ev.seconds,
+                          "data_port": ev.data_port, "findings": [f.to_json() for f in findings],
+                          "root_cause": summary, "probes": len(ev.probes)}, indent=2))
+    else:
+        _print_findings(findings, f"diagnosis of {focus or 'lab ' + lab.spec.name} "
+                                  f"({len(ev.probes)} probes, {ev.seconds:.1f} s)")
+        console.print(escape(summary))
+    raise typer.Exit(code)
+
+
+def _print_findings(findings: list, title: str) -> None:
+    if not findings:
+        info(f"{title}: no findings")
+        return
+    table = Table(title=title, title_justify="left", show_lines=True)
+    for col in ("severity", "host", "finding", "evidence", "fix"):
+        table.add_column(col, overflow="fold")
+    for f in findings:
+        who = f.host + (f" <- {f.peer}" if f.direction == "inbound" and f.peer else
+                        f" -> {f.peer}" if f.peer else "")
+        table.add_row(f"[{SEVERITY_STYLE[f.severity]}]{f.severity}[/]", escape(who),
+                      escape(f"[{f.code}] {f.finding}"), escape(f.evidence), escape(f.fix))
+    console.print(table)
+
+
+def _ping(lab: Lab, src: str, dst: str, json_out: bool) -> None:
+    from diagnostics import ping
+
+    if json_out:
+        result = ping.trace(lab, src, dst)
+    else:
+        with console.status(f"pinging {dst} from {src} while capturing VXLAN on both hosts..."):
+            result = ping.trace(lab, src, dst)
+    if json_out:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        console.print(escape(ping.render(result)))
+    raise typer.Exit(0 if result.verdict == "ok" else 1)
+
+
+def capture(
+    host: Annotated[str, typer.Argument(help="manager, worker-1, worker-2 (or host1..host3).")],
+    vxlan: Annotated[bool, typer.Option("--vxlan", help="Only VXLAN (the swarm's data path port).")] = False,
+    count: Annotated[int, typer.Option("--count", help="Stop after N packets (0: no limit).")] = 0,
+    seconds: Annotated[float, typer.Option("--seconds", help="Stop after S seconds.")] = 10.0,
+    write: Annotated[Optional[Path], typer.Option("--write", help="Write a pcap file (Wireshark opens it).")] = None,
+    bpf: Annotated[Optional[str], typer.Option("--filter", help="A BPF filter (default: all but SSH).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per packet.")] = False,
+) -> None:
+    """Live decoded view of a host's underlay: outer and inner addresses, VNI as network name, protocol."""
+    from diagnostics import capture as cap
+
+    if count < 0 or seconds <= 0:
+        raise UsageError("--count must be >= 0 and --seconds > 0")
+    lab = Lab.open(_ctx())
+    name = lab.spec.host(host).name
+    result = cap.run(lab, name, vxlan=vxlan, count=count, seconds=seconds, bpf=bpf,
+                     on_packet=(lambda d: print(json.dumps(d), flush=True)) if json_out else
+                     (lambda d: console.print(escape(cap.line(d)))))
+    if write is not None:
+        write.write_bytes(result.pcap)
+        if not json_out:
+            info(f"{result.count} packets written to {write}")
+    elif not json_out:
+        info(f"{result.count} packets")
+
+
+def fault_add(
+    host: Annotated[str, typer.Argument(help="The host to break.")],
+    kind: Annotated[str, typer.Argument(help="block, path-drop, mtu, docker-stop, leave, wrong-advertise.")],
+    port: Annotated[Optional[str], typer.Option("--port", help="PORT/PROTO, e.g. 4789/udp (block, path-drop).")]
+    = None,
+    action: Annotated[str, typer.Option("--action", help="block: DROP or REJECT.")] = "DROP",
+    direction: Annotated[str, typer.Option("--direction", help="block: in or out.")] = "in",
+    peer: Annotated[Optional[str], typer.Option("--peer", help="Only traffic with this host (path-drop: "
+                                                               "required, the other end).")] = None,
+    mtu: Annotated[int, typer.Option("--mtu", help="mtu: the new underlay MTU.")] = 1400,
+    addr: Annotated[Optional[str], typer.Option("--addr", help="wrong-advertise: the address to advertise "
+                                                               "(default: an unused one of the subnet).")] = None,
+) -> None:
+    """Break the lab on purpose: block a port, drop it on the path, shrink the MTU, stop Docker,
+    make a worker leave, or re-join it with a wrong advertise address."""
+    from diagnostics import faults
+
+    lab = Lab.open(_ctx())
+    with lab.locked(_ctx().wait):
+        fault = faults.add(lab, lab.spec.host(host).name, kind, port=port, action=action, direction=direction,
+                           peer=lab.spec.host(peer).name if peer else None, mtu=mtu, addr=addr)
+    info(f"fault {fault.id} added: {fault.describe()}")
+
+
+def fault_list(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """The faults labctl added to this lab (and has not cleared)."""
+    from diagnostics import faults
+
+    lab = Lab.open(_ctx())
+    items = faults.load(lab)
+    if json_out:
+        print(json.dumps([f.to_json() for f in items], indent=2))
+        return
+    if not items:
+        info("no faults added")
+        return
+    for f in items:
+        console.print(escape(f"{f.id}  {f.host:<9} {f.describe()}"))
+
+
+def fault_clear(host: Annotated[Optional[str], typer.Argument(help="Only this host's faults.")] = None) -> None:
+    """Undo exactly the faults labctl added (all, or one host's)."""
+    from diagnostics import faults
+
+    lab = Lab.open(_ctx())
+    with lab.locked(_ctx().wait):
+        done = faults.clear(lab, lab.spec.host(host).name if host else None)
+    if not done:
+        info("no faults to clear")
+    for line in done:
+        info(line)

@@ -1,0 +1,168 @@
+"""`labctl up` against a real lab (docker provider): three Ready nodes, idempotent,
+healing, and `down` leaving nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import LabRun, _remove_leftovers
+
+pytestmark = pytest.mark.e2e
+
+
+def node_table(lab: LabRun) -> list[dict[str, str]]:
+    proc = lab.sh("manager", "docker node inspect $(docker node ls -q)")
+    assert proc.returncode == 0, proc.stderr
+    return [{"hostname": n["Description"]["Hostname"], "state": n["Status"]["State"],
+             "addr": n["Status"]["Addr"], "role": n["Spec"]["Role"]} for n in json.loads(proc.stdout)]
+
+
+def expected_addr(lab: LabRun, host: int) -> str:
+    return lab.subnet.rsplit(".", 1)[0] + f".{10 + host}"
+
+
+def assert_three_ready(lab: LabRun) -> None:
+    nodes = sorted(node_table(lab), key=lambda n: n["hostname"])
+    assert [(n["hostname"], n["role"], n["state"], n["addr"]) for n in nodes] == [
+        ("manager", "manager", "ready", expected_addr(lab, 0)),
+        ("worker-1", "worker", "ready", expected_addr(lab, 1)),
+        ("worker-2", "worker", "ready", expected_addr(lab, 2)),
+    ]
+
+
+def test_up_gives_three_ready_nodes_advertising_their_private_addresses(lab: LabRun) -> None:
+    assert_three_ready(lab)
+    status = json.loads(lab("status", "--json", check=True).stdout)
+    assert status["healthy"] is True
+    assert [(h["host"], h["swarm_state"], h["advertise_addr"]) for h in status["hosts"]] == [
+        ("manager", "ready", expected_addr(lab, 0)),
+        ("worker-1", "ready", expected_addr(lab, 1)),
+        ("worker-2", "ready", expected_addr(lab, 2)),
+    ]
+    # the swarm runs on the private network (eth1), never on the NAT-like eth0
+    eth0 = lab.sh("manager", "ip -4 -o addr show eth0").stdout
+    assert expected_addr(lab, 0) not in eth0
+
+
+def test_second_up_changes_nothing(lab: LabRun) -> None:
+    before = {n["hostname"]: n for n in node_table(lab)}
+    proc = lab("up", check=True)
+    assert "all hosts already running" in proc.stdout
+    assert "nothing to change" in proc.stdout
+    assert "already the manager" in proc.stdout
+    assert "worker-1: already joined; worker-2: already joined" in proc.stdout
+    assert "nothing changed" in proc.stdout
+    assert {n["hostname"]: n for n in node_table(lab)} == before
+
+
+def test_up_restarts_a_stopped_dockerd(healthy_lab: LabRun) -> None:
+    lab = healthy_lab
+    lab.sh("worker-1", "pkill -x dockerd; while pgrep -x dockerd >/dev/null; do sleep 0.2; done")
+    status = json.loads(lab("status", "--json").stdout)
+    assert status["healthy"] is False
+    assert status["hosts"][1]["problem"] == "dockerd is not running"
+    proc = lab("up", check=True)
+    assert "worker-1: started dockerd" in proc.stdout
+    assert_three_ready(lab)
+
+
+def test_up_rejoins_a_worker_that_left(healthy_lab: LabRun) -> None:
+    lab = healthy_lab
+    assert lab.sh("worker-2", "docker swarm leave --force").returncode == 0
+    proc = lab("up", check=True)
+    assert "worker-2: joined" in proc.stdout
+    assert_three_ready(lab)  # and no stale `worker-2` entry is left in the node list
+
+
+def test_up_recreates_a_worker_destroyed_behind_its_back(healthy_lab: LabRun) -> None:
+    lab = healthy_lab
+    subprocess.run(["docker", "rm", "-f", "-v", f"labctl-{lab.name}-worker-1"], check=True, capture_output=True)
+    status = lab("status", "--json")
+    assert status.returncode == 1
+    row = json.loads(status.stdout)["hosts"][1]
+    assert row["provider_state"] == "not_created" and "labctl up" in row["problem"]
+    proc = lab("up", check=True)
+    assert "3 hosts up" in proc.stdout
+    assert_three_ready(lab)
+
+
+def test_join_token_never_leaves_the_hosts(lab: LabRun) -> None:
+    token = lab.sh("manager", "docker swarm join-token -q worker").stdout.strip()
+    assert token.startswith("SWMTKN-")
+    lab.sh("worker-2", "docker swarm leave --force")
+    proc = lab("up", check=True)
+    assert token not in proc.stdout + proc.stderr
+    home = lab.env["LABCTL_HOME"]
+    leaked = subprocess.run(["grep", "-rl", "--exclude-dir=.vagrant", token, home], capture_output=True, text=True)
+    assert leaked.stdout == ""
+    mode = subprocess.run(["stat", "-c", "%a", f"{home}/labs/{lab.name}/state.json"],
+                          capture_output=True, text=True).stdout.strip()
+    assert mode == "600"
+
+
+def test_second_command_on_the_same_lab_is_refused(lab: LabRun) -> None:
+    first = subprocess.Popen([sys.executable, "-m", "labctl", "--lab", lab.name, "images", "load",
+                              "labctl-node:bookworm"], env=lab.env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)  # `images load` holds the lock while it copies a 470 MB image
+        second = lab("up")
+        assert second.returncode == 4
+        assert "is busy" in second.stderr and "images load" in second.stderr
+    finally:
+        first.kill()
+        first.wait()
+
+
+CTRL_C_LAB = "e2e-ctrlc"
+CTRL_C_SUBNET = "192.168.63.0/24"
+
+
+def lab_containers(name: str) -> list[str]:
+    return subprocess.run(["docker", "ps", "-aq", "--filter", f"label=labctl.lab={name}"],
+                          capture_output=True, text=True).stdout.split()
+
+
+def test_ctrl_c_during_up_resumes_and_down_leaves_nothing(labrun: LabRun) -> None:
+    lab = LabRun(CTRL_C_LAB, CTRL_C_SUBNET, labrun.env)
+    _remove_leftovers(CTRL_C_LAB)
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "labctl", "--lab", lab.name, "up", "--provider", "docker",
+                                 "--subnet", lab.subnet], env=lab.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        deadline = time.monotonic() + 60
+        while not lab_containers(CTRL_C_LAB) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert lab_containers(CTRL_C_LAB), "up never created a container"
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: labctl and Vagrant both get it
+        proc.wait(timeout=300)
+        assert "Traceback" not in proc.stderr.read()  # type: ignore[union-attr]
+
+        lab("up", check=True, timeout=600)
+        assert_three_ready(lab)
+        assert len(lab_containers(CTRL_C_LAB)) == 3
+        swarms = {lab.sh(h, "docker info --format '{{.Swarm.Cluster.ID}}'").stdout.strip() for h in ["manager"]}
+        assert len(swarms) == 1
+
+        volumes = subprocess.run(["docker", "inspect", "-f", "{{range .Mounts}}{{.Name}} {{end}}",
+                                  *lab_containers(CTRL_C_LAB)], capture_output=True, text=True).stdout.split()
+        assert len(volumes) == 3
+        down = lab("down", check=True)
+        assert "removed" in down.stdout
+        assert lab_containers(CTRL_C_LAB) == []
+        nets = subprocess.run(["docker", "network", "ls", "-q", "--filter", f"name=labctl-{CTRL_C_LAB}"],
+                              capture_output=True, text=True).stdout.split()
+        assert nets == []
+        left = subprocess.run(["docker", "volume", "ls", "-q"], capture_output=True, text=True).stdout.split()
+        assert not set(volumes) & set(left)
+        assert lab("status").returncode == 1
+    finally:
+        lab("down")
+        _remove_leftovers(CTRL_C_LAB)
