@@ -185,8 +185,12 @@ def exec_cmd(
         raise UsageError("no command given", hint=f"labctl exec {host} -- docker ps")
     # One argument is a shell line (`-- 'docker ps | wc -l'`); several are quoted word by word.
     line = command[0] if len(command) == 1 else shlex.join(command)
-    result = target.run(line, timeout=timeout,
-                        on_line=lambda text: (sys.stdout.write(text + "\n"), sys.stdout.flush()))
+
+    def echo(text: str) -> None:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+    result = target.run(line, timeout=timeout, on_line=echo)
     lines = result.out.split("\n")
     if lines and lines[-1]:
         sys.stdout.write(lines[-1])  # an unterminated last line

@@ -77,7 +77,7 @@ def choose(flag: str | None, lab_file: str | None, existing: str | None) -> Choi
             return Choice(value, f"set by {source}")
     if existing:
         return Choice(existing, "the lab already runs on it")
-    skipped = []
+    skipped: list[str] = []
     for name in PROVIDERS:
         why_not = PROBES[name]()
         if why_not is None:

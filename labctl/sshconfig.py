@@ -16,7 +16,9 @@ def parse_ssh_config(text: str, names: list[str]) -> dict[str, Endpoint]:
         if name not in declared:
             continue
         entry = config.lookup(name)
-        keys = entry.get("identityfile") or []
+        keys: str | list[str] = entry.get("identityfile") or []
+        if isinstance(keys, str):
+            keys = [keys]
         endpoints[name] = Endpoint(
             hostname=entry.get("hostname", name),
             port=int(entry.get("port", 22)),
