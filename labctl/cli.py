@@ -91,22 +91,32 @@ def up(
     subnet: Annotated[Optional[str], typer.Option(help="Private /24 of the lab (default: a free one "
                                                        "in 192.168.56.0/21).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the final status as JSON.")] = False,
+    accept_new_host_keys: Annotated[bool, typer.Option(
+        "--accept-new-host-keys", help="Existing hosts: record unknown host keys in known_hosts "
+        "(like ssh's accept-new); a changed key is still refused.")] = False,
 ) -> None:
     """Bring up three hosts with Docker, joined in one swarm (idempotent: a re-run heals)."""
     lab = Lab.for_up(CTX.selection, {"subnet": subnet})
-    require_vagrant()
-    existing = lab.spec.provider if lab.state.exists() else None
-    choice = providers.choose(provider, None if existing else lab.spec.provider, existing)
-    if existing and choice.provider != existing:
-        raise UsageError(f"lab '{lab.spec.name}' runs on {existing}, not {choice.provider}",
-                         hint=f"`labctl --lab {lab.spec.name} down` first to change provider")
+    lab.accept_new_host_keys = accept_new_host_keys
+    if lab.spec.existing:
+        if provider not in (None, "existing"):
+            raise UsageError(f"the lab file describes existing hosts: --provider {provider} does not apply")
+        choice = providers.Choice("existing", "the lab file describes existing hosts (no Vagrant)")
+    else:
+        require_vagrant()
+        current = lab.spec.provider if lab.state.exists() else None
+        choice = providers.choose(provider, None if current else lab.spec.provider, current)
+        if current and choice.provider != current:
+            raise UsageError(f"lab '{lab.spec.name}' runs on {current}, not {choice.provider}",
+                             hint=f"`labctl --lab {lab.spec.name} down` first to change provider")
     quiet = json_out
     if not quiet:
         info(f"lab '{lab.spec.name}' ({lab.spec.subnet}) on provider {choice.provider}: {choice.reason}")
     with lab.locked(CTX.selection.wait, _notify):
         result = UpPipeline(lab, choice, quiet=quiet).run()
     # The hosts were just seen running: spare the provider's slow status call.
-    rows = status.collect(lab, provider_states={h: "running" for h in lab.spec.host_names})
+    seen = "reachable" if lab.spec.existing else "running"
+    rows = status.collect(lab, provider_states={h: seen for h in lab.spec.host_names})
     if json_out:
         print(status.to_json(lab, rows))
         return
@@ -239,12 +249,13 @@ def down() -> None:
     with lab.locked(CTX.selection.wait, _notify):
         with phase(f"destroy lab {name}") as step:
             lab.backend().destroy(step.note)
-            step.done(f"hosts, networks and volumes of {lab.spec.provider} removed")
+            step.done("swarm dismantled, hosts kept" if lab.spec.existing
+                      else f"hosts, networks and volumes of {lab.spec.provider} removed")
         state.remove()
 
 
 # Command groups defined in their own modules are registered here.
-from .diagnose_cli import register as _register_diagnostics  # noqa: E402
+
 
 _register_diagnostics(app)
 

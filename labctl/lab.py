@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from . import lock
+from .backends import Backend, existing
+from .backends.existing import ExistingBackend
 from .backends.vagrant import VagrantBackend
 from .errors import LabError, UsageError
 from .spec import DEFAULT_NAME, LAB_FILE_NAME, LabSpec, describe, free_subnet, load_spec, read_lab_file
@@ -58,6 +60,7 @@ class Lab:
         self.spec = spec
         self.state = state
         self._hosts: dict[str, Host] = {}
+        self.accept_new_host_keys = False  # `up --accept-new-host-keys`, for existing hosts
 
     @classmethod
     def open(cls, selection: Selection) -> Lab:
@@ -109,10 +112,14 @@ class Lab:
         with lock.lab_lock(self.state.lock_path, self.spec.name, wait, notify):
             yield
 
-    def backend(self) -> VagrantBackend:
+    def backend(self) -> Backend:
+        if self.spec.existing:
+            return ExistingBackend(self.spec, self.hosts)
         return VagrantBackend(self.spec, self.state)
 
     def endpoints(self) -> dict[str, Endpoint]:
+        if self.spec.existing:
+            return existing.endpoints(self.spec, self.accept_new_host_keys)
         return self.state.endpoints()
 
     def hosts(self, connect_timeout: float = 8.0) -> dict[str, Host]:

@@ -20,7 +20,9 @@ else:  # pragma: no cover - Python 3.10
 
 from .errors import UsageError
 
-PROVIDERS = ("virtualbox", "libvirt", "docker")
+PROVIDERS = ("virtualbox", "libvirt", "docker")  # Vagrant's
+EXISTING = "existing"  # hosts that already run, reached over SSH, no Vagrant
+HOST_KEY_POLICIES = ("strict", "accept-new")
 ROLES = ("manager", "worker")
 DEFAULT_NAME = "lab"
 DEFAULT_SUBNET = "192.168.56.0/24"
@@ -33,8 +35,11 @@ LAB_FILE_NAME = "labctl.toml"
 DEFAULT_HOSTS = (("manager", "manager", 10), ("worker-1", "worker", 11), ("worker-2", "worker", 12))
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-_LAB_KEYS = {"name", "subnet", "provider", "box", "node_image", "memory", "cpus"}
-_HOST_KEYS = {"role", "ip"}
+_LAB_KEYS = {"name", "subnet", "provider", "box", "node_image", "memory", "cpus", "ssh_user", "ssh_key",
+             "host_keys"}
+_HOST_KEYS = {"role", "ip", "ssh_host", "ssh_port", "ssh_user", "ssh_key"}
+# An SSH address: a DNS name or an IPv4/IPv6 address, nothing a shell would read.
+_SSH_HOST_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:-]{0,252}$")
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,11 @@ class HostSpec:
     role: str
     ip: str
     aliases: tuple[str, ...] = ()
+    # Only for existing hosts: where their sshd answers.
+    ssh_host: str | None = None
+    ssh_port: int = 22
+    ssh_user: str | None = None
+    ssh_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,11 @@ class LabSpec:
     node_image: str = DEFAULT_NODE_IMAGE
     memory: int = 1024
     cpus: int = 1
+    host_keys: str = "strict"  # existing hosts: known_hosts checking
+
+    @property
+    def existing(self) -> bool:
+        return self.provider == EXISTING
 
     @property
     def manager(self) -> HostSpec:
@@ -100,16 +115,19 @@ class LabSpec:
             "memory": self.memory,
             "cpus": self.cpus,
             "docker_network": self.docker_network,
+            "host_keys": self.host_keys,
             "hosts": [
                 {"name": h.name, "role": h.role, "ip": h.ip, "aliases": list(h.aliases),
-                 "resource_name": self.resource_name(h.name)}
+                 "resource_name": self.resource_name(h.name),
+                 "ssh_host": h.ssh_host, "ssh_port": h.ssh_port, "ssh_user": h.ssh_user, "ssh_key": h.ssh_key}
                 for h in self.hosts
             ],
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LabSpec:
-        hosts = {h["name"]: {"role": h["role"], "ip": h["ip"]} for h in data["hosts"]}
+        keys = _HOST_KEYS if data.get("provider") == EXISTING else {"role", "ip"}
+        hosts = {h["name"]: {k: h[k] for k in keys if h.get(k) is not None} for h in data["hosts"]}
         raw = {"lab": {k: data[k] for k in _LAB_KEYS if data.get(k) is not None}, "hosts": hosts}
         return build_spec(raw)
 
@@ -151,6 +169,17 @@ def build_spec(
     name = get("name", str, DEFAULT_NAME)
     if not _NAME_RE.match(name):
         raise _fail(source, "lab.name", f"'{name}' must be lower-case letters, digits and '-' (max 31)", text)
+    provider = get("provider", str, None)
+    if provider in ("auto", ""):
+        provider = None
+    if provider is not None and provider not in (*PROVIDERS, EXISTING):
+        raise _fail(source, "lab.provider", f"'{provider}' is not one of {', '.join(PROVIDERS)}, {EXISTING} or auto",
+                    text)
+    host_keys = get("host_keys", str, "strict")
+    if host_keys not in HOST_KEY_POLICIES:
+        raise _fail(source, "lab.host_keys", f"'{host_keys}' is not one of {', '.join(HOST_KEY_POLICIES)}", text)
+    if provider == EXISTING and "subnet" not in lab:
+        default_subnet = _covering_subnet(raw.get("hosts"))
     subnet_text = get("subnet", str, default_subnet)
     try:
         subnet = ipaddress.IPv4Network(subnet_text, strict=True)
@@ -158,17 +187,13 @@ def build_spec(
         raise _fail(source, "lab.subnet", f"is not an IPv4 network ({exc})", text) from None
     if subnet.prefixlen > 28:
         raise _fail(source, "lab.subnet", f"{subnet} is too small (at most /28)", text)
-    provider = get("provider", str, None)
-    if provider in ("auto", ""):
-        provider = None
-    if provider is not None and provider not in PROVIDERS:
-        raise _fail(source, "lab.provider", f"'{provider}' is not one of {', '.join(PROVIDERS)} or auto", text)
     memory = get("memory", int, 1024)
     cpus = get("cpus", int, 1)
     if memory < 256 or cpus < 1:
         raise _fail(source, "lab.memory" if memory < 256 else "lab.cpus", "is too small", text)
 
-    hosts = _build_hosts(raw.get("hosts"), subnet, source, text)
+    ssh_defaults = {"ssh_user": get("ssh_user", str, None), "ssh_key": get("ssh_key", str, None)}
+    hosts = _build_hosts(raw.get("hosts"), subnet, source, text, provider == EXISTING, ssh_defaults)
     return LabSpec(
         name=name,
         subnet=str(subnet),
@@ -178,10 +203,31 @@ def build_spec(
         node_image=get("node_image", str, DEFAULT_NODE_IMAGE),
         memory=memory,
         cpus=cpus,
+        host_keys=host_keys,
     )
 
 
-def _build_hosts(raw_hosts: Any, subnet: ipaddress.IPv4Network, source: str, text: str | None) -> tuple[HostSpec, ...]:
+def _covering_subnet(raw_hosts: Any) -> str:
+    """For existing hosts without a subnet: the smallest network holding their addresses."""
+    addrs = []
+    if isinstance(raw_hosts, dict):
+        for fields in raw_hosts.values():
+            try:
+                addrs.append(ipaddress.IPv4Address(str(fields.get("ip"))))
+            except (ValueError, AttributeError):
+                pass
+    if not addrs:
+        return DEFAULT_SUBNET
+    net = ipaddress.IPv4Network(f"{addrs[0]}/24", strict=False)
+    while not all(a in net for a in addrs) and net.prefixlen > 8:
+        net = net.supernet()
+    return str(net)
+
+
+def _build_hosts(
+    raw_hosts: Any, subnet: ipaddress.IPv4Network, source: str, text: str | None,
+    existing: bool = False, ssh_defaults: dict[str, Any] | None = None,
+) -> tuple[HostSpec, ...]:
     if raw_hosts is None:
         raw_hosts = {name: {"role": role} for name, role, _ in DEFAULT_HOSTS}
     if not isinstance(raw_hosts, dict) or not raw_hosts:
@@ -201,6 +247,9 @@ def _build_hosts(raw_hosts: Any, subnet: ipaddress.IPv4Network, source: str, tex
         if role not in ROLES:
             raise _fail(source, f"hosts.{name}.role", f"'{role}' is not one of {', '.join(ROLES)}", text)
         ip_text = fields.get("ip")
+        if existing and ip_text is None:
+            raise _fail(source, f"hosts.{name}.ip", "is required for existing hosts (the address the swarm "
+                        "advertises)", text)
         if ip_text is None:
             ip = subnet.network_address + default_ips.get(name, 10 + index)
         else:
@@ -215,11 +264,38 @@ def _build_hosts(raw_hosts: Any, subnet: ipaddress.IPv4Network, source: str, tex
         if str(ip) in seen_ips:
             raise _fail(source, f"hosts.{name}.ip", f"{ip} is already used by {seen_ips[str(ip)]}", text)
         seen_ips[str(ip)] = name
-        hosts.append(HostSpec(name=name, role=role, ip=str(ip), aliases=(f"host{index + 1}",)))
+        ssh = _ssh_fields(name, fields, ssh_defaults or {}, existing, source, text)
+        hosts.append(HostSpec(name=name, role=role, ip=str(ip), aliases=(f"host{index + 1}",), **ssh))
     managers = [h.name for h in hosts if h.role == "manager"]
     if len(managers) != 1:
         raise _fail(source, "hosts", f"needs exactly one host with role = \"manager\" (found {len(managers)})", text)
     return tuple(hosts)
+
+
+def _ssh_fields(name: str, fields: dict[str, Any], defaults: dict[str, Any], existing: bool, source: str,
+                text: str | None) -> dict[str, Any]:
+    """How to reach an existing host; nothing of it may reach a shell unchecked."""
+    given = [k for k in ("ssh_host", "ssh_port", "ssh_user", "ssh_key") if k in fields]
+    if not existing:
+        if given:
+            raise _fail(source, f"hosts.{name}.{given[0]}", 'only applies with provider = "existing"', text)
+        return {}
+    ssh_host = fields.get("ssh_host")
+    if not isinstance(ssh_host, str) or not _SSH_HOST_RE.match(ssh_host):
+        raise _fail(source, f"hosts.{name}.ssh_host",
+                    "must be a host name or address (letters, digits, '.', '-', ':')" if ssh_host
+                    else "is required for existing hosts", text)
+    port = fields.get("ssh_port", 22)
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        raise _fail(source, f"hosts.{name}.ssh_port", f"must be a port number, not {port!r}", text)
+    user = fields.get("ssh_user", defaults.get("ssh_user")) or "root"
+    if not isinstance(user, str) or not re.match(r"^[a-z_][a-z0-9_.-]{0,31}$", user):
+        raise _fail(source, f"hosts.{name}.ssh_user", f"{user!r} is not a user name", text)
+    key = fields.get("ssh_key", defaults.get("ssh_key"))
+    if key is not None and (not isinstance(key, str) or not key or "\0" in key):
+        raise _fail(source, f"hosts.{name}.ssh_key", "must be the path of a private key file", text)
+    return {"ssh_host": ssh_host, "ssh_port": port, "ssh_user": user,
+            "ssh_key": str(Path(key).expanduser()) if key else None}
 
 
 def read_lab_file(path: Path) -> tuple[dict[str, Any], str]:

@@ -8,12 +8,14 @@ fan-out runs one thread per host.
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import paramiko
@@ -32,7 +34,10 @@ class Endpoint:
     hostname: str
     port: int
     user: str
-    key_file: str
+    key_file: str  # "" : the SSH agent and ~/.ssh keys
+    # "vagrant": any host key (Vagrant hosts get new keys with every rebuild);
+    # "strict": known_hosts must have it; "accept-new": record a new one, refuse a changed one.
+    host_keys: str = "vagrant"
 
     def to_json(self) -> dict[str, object]:
         return {"hostname": self.hostname, "port": self.port, "user": self.user, "key_file": self.key_file}
@@ -40,6 +45,10 @@ class Endpoint:
     @classmethod
     def from_json(cls, data: dict[str, object]) -> Endpoint:
         return cls(str(data["hostname"]), int(str(data["port"])), str(data["user"]), str(data["key_file"]))
+
+    @property
+    def address(self) -> str:
+        return f"{self.hostname}:{self.port}"
 
 
 @dataclass
@@ -68,6 +77,27 @@ class _AcceptVagrantKeys(paramiko.MissingHostKeyPolicy):
         return None
 
 
+_known_hosts_lock = threading.Lock()
+
+
+def known_hosts_path() -> Path:
+    return Path(os.environ.get("LABCTL_KNOWN_HOSTS") or Path.home() / ".ssh" / "known_hosts")
+
+
+class _AcceptNewKeys(paramiko.MissingHostKeyPolicy):
+    """Like ssh's StrictHostKeyChecking=accept-new: record an unknown key (a changed
+    one never reaches a policy: paramiko refuses it with BadHostKeyException)."""
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        path = known_hosts_path()
+        with _known_hosts_lock:  # hosts connect in parallel; appends must not interleave
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "a") as fh:
+                fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        client.get_host_keys().add(hostname, key.get_name(), key)
+
+
 class Host:
     """One SSH connection to a lab host, opened on first use, shared by threads."""
 
@@ -87,18 +117,47 @@ class Host:
                 self._client.close()
                 self._client = None
             client = paramiko.SSHClient()
-            client.set_missing_host_key_policy(_AcceptVagrantKeys())
             ep = self.endpoint
+            if ep.host_keys == "vagrant":
+                client.set_missing_host_key_policy(_AcceptVagrantKeys())
+            else:
+                if known_hosts_path().is_file():
+                    client.get_host_keys().load(str(known_hosts_path()))
+                client.set_missing_host_key_policy(
+                    _AcceptNewKeys() if ep.host_keys == "accept-new" else paramiko.RejectPolicy())
             try:
                 client.connect(
-                    ep.hostname, port=ep.port, username=ep.user, key_filename=ep.key_file,
+                    ep.hostname, port=ep.port, username=ep.user, key_filename=ep.key_file or None,
                     timeout=self.connect_timeout, banner_timeout=self.connect_timeout,
-                    auth_timeout=self.connect_timeout, allow_agent=False, look_for_keys=False,
+                    auth_timeout=self.connect_timeout, allow_agent=not ep.key_file,
+                    look_for_keys=not ep.key_file,
                 )
-            except (OSError, paramiko.SSHException, EOFError) as exc:
+            except paramiko.BadHostKeyException:
+                client.close()
+                raise LabError(
+                    f"{self.name}: the host key of {ep.address} has CHANGED since {known_hosts_path()} "
+                    "recorded it: refusing to connect",
+                    hint=f"if the host was really rebuilt: ssh-keygen -R '[{ep.hostname}]:{ep.port}' "
+                    f"-f {known_hosts_path()}",
+                ) from None
+            except paramiko.AuthenticationException:
+                client.close()
+                raise LabError(f"{self.name}: SSH login as {ep.user} at {ep.address} was refused",
+                               hint="check ssh_user and ssh_key in the lab file") from None
+            except paramiko.SSHException as exc:
+                client.close()
+                if "not found in known_hosts" in str(exc):
+                    raise LabError(
+                        f"{self.name}: the host key of {ep.address} is not in {known_hosts_path()}",
+                        hint='to record it, set host_keys = "accept-new" in the lab file or pass '
+                        "--accept-new-host-keys to `labctl up`",
+                    ) from None
+                raise HostUnreachable(f"{self.name} does not answer SSH at {ep.address} ({exc})",
+                                      hint="is the host up? `labctl status`") from None
+            except (OSError, EOFError) as exc:
                 client.close()
                 raise HostUnreachable(
-                    f"{self.name} does not answer SSH at {ep.hostname}:{ep.port} ({exc or type(exc).__name__})",
+                    f"{self.name} does not answer SSH at {ep.address} ({exc or type(exc).__name__})",
                     hint="is the lab up? `labctl status` shows each host; `labctl up` brings it back",
                 ) from None
             transport = client.get_transport()

@@ -75,6 +75,9 @@ class UpPipeline:
         return f"built with {method}"
 
     def boot(self, step: Step) -> str:
+        if self.spec.existing:
+            self.lab.backend().up(step.note)
+            return f"{len(self.spec.hosts)} existing hosts answer SSH"
         if self.lab.state.endpoints().keys() >= set(self.spec.host_names):
             step.note("checking whether the hosts already answer")
             if reachable(self.lab.hosts(connect_timeout=3)):

@@ -115,3 +115,57 @@ def test_load_spec_takes_the_default_subnet_when_none_is_given() -> None:
     spec = load_spec(None, {"name": "second"}, default_subnet="192.168.57.0/24")
     assert spec.subnet == "192.168.57.0/24"
     assert spec.manager.ip == "192.168.57.10"
+
+
+EXISTING = """[lab]
+name = "cloud"
+provider = "existing"
+ssh_user = "ubuntu"
+ssh_key = "~/keys/lab key.pem"
+
+[hosts.manager]
+ip = "172.31.5.10"
+ssh_host = "ec2-54-1-2-3.compute.amazonaws.com"
+[hosts.worker-1]
+ip = "172.31.9.11"
+ssh_host = "54.1.2.4"
+ssh_port = 2222
+ssh_user = "admin"
+[hosts.worker-2]
+ip = "172.31.5.12"
+ssh_host = "54.1.2.5"
+"""
+
+
+def test_existing_hosts_lab_file(tmp_path: Path) -> None:
+    path = tmp_path / "labctl.toml"
+    path.write_text(EXISTING)
+    spec = load_spec(path)
+    assert spec.existing
+    assert spec.subnet == "172.31.0.0/20"  # the smallest network holding every host's address
+    m, w1 = spec.host("manager"), spec.host("host2")
+    assert (m.ssh_host, m.ssh_port, m.ssh_user) == ("ec2-54-1-2-3.compute.amazonaws.com", 22, "ubuntu")
+    assert m.ssh_key is not None and m.ssh_key.endswith("/keys/lab key.pem") and "~" not in m.ssh_key
+    assert (w1.ssh_port, w1.ssh_user) == (2222, "admin")
+    assert LabSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    (('ssh_host = "54.1.2.4"', 'ssh_host = "54.1.2.4; rm -rf /"'), "hosts.worker-1.ssh_host"),
+    (('ssh_host = "54.1.2.4"', 'ssh_host = "$(reboot)"'), "hosts.worker-1.ssh_host"),
+    (("ssh_port = 2222", "ssh_port = 70000"), "hosts.worker-1.ssh_port"),
+    (('ssh_user = "admin"', 'ssh_user = "admin me"'), "hosts.worker-1.ssh_user"),
+    (('ip = "172.31.9.11"\n', ""), "hosts.worker-1.ip"),
+])
+def test_existing_hosts_unsafe_or_missing_fields(tmp_path: Path, change: tuple[str, str], field: str) -> None:
+    path = tmp_path / "labctl.toml"
+    path.write_text(EXISTING.replace(*change))
+    with pytest.raises(UsageError) as err:
+        load_spec(path)
+    assert f"'{field}'" in err.value.message
+    assert "line " in err.value.message
+
+
+def test_ssh_fields_only_for_existing_hosts() -> None:
+    with pytest.raises(UsageError, match="only applies"):
+        build_spec({"hosts": {"manager": {"ssh_host": "1.2.3.4"}}})
