@@ -101,7 +101,7 @@ class LabState:
         raw = self.load().get("endpoints", {})
         try:
             return {name: Endpoint.from_json(ep) for name, ep in raw.items()}
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise LabError(f"state file {self.state_path} is damaged ({exc})",
                            hint="delete it; `labctl up` asks the provider again") from None
 

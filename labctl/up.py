@@ -78,7 +78,14 @@ class UpPipeline:
         if self.spec.existing:
             self.lab.backend().up(step.note)
             return f"{len(self.spec.hosts)} existing hosts answer SSH"
-        if self.lab.state.endpoints().keys() >= set(self.spec.host_names):
+        try:
+            known = self.lab.state.endpoints()
+        except LabError as exc:
+            # Only a cache of what Vagrant reports: rebuild it rather than stop.
+            step.note(f"{exc.message}: asking Vagrant again")
+            self.lab.state.save({})
+            known = {}
+        if known.keys() >= set(self.spec.host_names):
             step.note("checking whether the hosts already answer")
             if reachable(self.lab.hosts(connect_timeout=3)):
                 return "all hosts already running"

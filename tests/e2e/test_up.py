@@ -93,6 +93,28 @@ def test_up_recreates_a_worker_destroyed_behind_its_back(healthy_lab: LabRun) ->
     assert_three_ready(lab)
 
 
+def test_damaged_state_files_are_named_or_rebuilt(healthy_lab: LabRun) -> None:
+    lab = healthy_lab
+    state_dir = f"{lab.env['LABCTL_HOME']}/labs/{lab.name}"
+    with open(f"{state_dir}/state.json", "w") as fh:
+        fh.write('{"endpoints": {"manager": {"hostname"')  # half-written
+    proc = lab("status")
+    assert proc.returncode == 1 and f"{state_dir}/state.json is damaged" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = lab("up", check=True)  # the endpoints are a cache: rebuilt from Vagrant
+    assert "3 hosts up" in proc.stdout
+    assert_three_ready(lab)
+
+    spec_text = open(f"{state_dir}/lab.json").read()
+    with open(f"{state_dir}/lab.json", "w") as fh:
+        fh.write(spec_text[: len(spec_text) // 2])
+    proc = lab("up")
+    assert proc.returncode == 1
+    assert f"{state_dir}/lab.json is damaged" in proc.stderr and "delete it" in proc.stderr
+    with open(f"{state_dir}/lab.json", "w") as fh:
+        fh.write(spec_text)
+
+
 def test_join_token_never_leaves_the_hosts(lab: LabRun) -> None:
     token = lab.sh("manager", "docker swarm join-token -q worker").stdout.strip()
     assert token.startswith("SWMTKN-")
@@ -130,8 +152,8 @@ def lab_containers(name: str) -> list[str]:
                           capture_output=True, text=True).stdout.split()
 
 
-def test_ctrl_c_during_up_resumes_and_down_leaves_nothing(labrun: LabRun) -> None:
-    lab = LabRun(CTRL_C_LAB, CTRL_C_SUBNET, labrun.env)
+def test_ctrl_c_during_up_resumes_and_down_leaves_nothing(lab: LabRun) -> None:
+    labrun, lab = lab, LabRun(CTRL_C_LAB, CTRL_C_SUBNET, lab.env)
     _remove_leftovers(CTRL_C_LAB)
     try:
         proc = subprocess.Popen([sys.executable, "-m", "labctl", "--lab", lab.name, "up", "--provider", "docker",
@@ -148,6 +170,10 @@ def test_ctrl_c_during_up_resumes_and_down_leaves_nothing(labrun: LabRun) -> Non
         lab("up", check=True, timeout=600)
         assert_three_ready(lab)
         assert len(lab_containers(CTRL_C_LAB)) == 3
+        # two labs side by side: listed apart, the first one untouched
+        listed = {entry["lab"]: entry for entry in json.loads(lab("status", "--all", "--json", check=True).stdout)}
+        assert listed[CTRL_C_LAB]["subnet"] == CTRL_C_SUBNET and listed[labrun.name]["subnet"] == labrun.subnet
+        assert json.loads(labrun("status", "--json").stdout)["healthy"] is True
         swarms = {lab.sh(h, "docker info --format '{{.Swarm.Cluster.ID}}'").stdout.strip() for h in ["manager"]}
         assert len(swarms) == 1
 
