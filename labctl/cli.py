@@ -257,7 +257,6 @@ def down() -> None:
 # Command groups defined in their own modules are registered here.
 
 
-_register_diagnostics(app)
 
 
 def main() -> None:
