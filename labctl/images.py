@@ -28,8 +28,8 @@ def export(names: list[str], workdir: Path) -> Path:
     return path
 
 
-def load_into(host: Host, tarball: Path) -> str:
-    result = host.run("docker load", sudo=True, stdin=tarball.read_bytes(), timeout=900)
+def load_into(host: Host, data: bytes) -> str:
+    result = host.run("docker load", sudo=True, stdin=data, timeout=900)
     if not result.ok:
         raise LabError(f"{host.name}: `docker load` failed: {result.tail(2)}")
     return ", ".join(line.split(": ", 1)[-1] for line in result.out.splitlines() if "Loaded" in line)
@@ -37,5 +37,5 @@ def load_into(host: Host, tarball: Path) -> str:
 
 def load(hosts: list[Host], names: list[str]) -> dict[str, str]:
     with tempfile.TemporaryDirectory(prefix="labctl-images-") as tmp:
-        tarball = export(names, Path(tmp))
-        return raise_first(fan_out(hosts, lambda h: load_into(h, tarball)))
+        data = export(names, Path(tmp)).read_bytes()  # read once, sent to every host at once
+        return raise_first(fan_out(hosts, lambda h: load_into(h, data)))
