@@ -15,7 +15,7 @@ from ..paths import VAGRANTFILE_DIR
 from ..spec import LabSpec
 from ..ssh import Endpoint
 from ..sshconfig import parse_ssh_config
-from ..state import LabState
+from ..state import LabState, write_private
 from . import docker_host
 
 
@@ -85,7 +85,7 @@ class VagrantBackend:
             # A `vagrant up` interrupted after `docker run` leaves a container
             # Vagrant does not know; its name would block the next create.
             docker_host.remove_untracked_nodes(self.spec.name, self._tracked_ids(), on_line)
-        self.state.vagrant_log.write_text("")
+        write_private(self.state.vagrant_log, "")  # Vagrant appends to it; owner-only like all state
         lines: list[str] = []
         try:
             for line in self._vagrant.up(provider=self.spec.provider, stream_output=True):
