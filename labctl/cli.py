@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
-from tabulate import tabulate
 
 try:  # typer >= 0.20 vendors its own Click
     from typer._click import exceptions as click_exc
 except ImportError:  # pragma: no cover - older typer uses Click itself
     from click import exceptions as click_exc  # type: ignore[no-redef]
+
+from diagnostics import faults
 
 from . import images, node_image, providers, status
 from .backends import docker_host
@@ -26,7 +26,7 @@ from .errors import EXIT_FAILED, LabError, UsageError
 from .lab import Lab, Selection
 from .spec import LabSpec
 from .state import LabState, all_labs
-from .ui import console, error, info, phase
+from .ui import FormatOpt, check_format, emit_table, error, info, phase
 from .up import UpPipeline
 
 app = typer.Typer(
@@ -62,26 +62,6 @@ def _notify(message: str) -> None:
     info(message)
 
 
-def _emit_table(headers: list[str], rows: list[list[str]], fmt: str, title: str | None = None) -> None:
-    if fmt == "rich":
-        table = Table(title=title, title_justify="left")
-        for h in headers:
-            table.add_column(h)
-        for row in rows:
-            table.add_row(*[str(c) for c in row])
-        console.print(table)
-    else:
-        if title:
-            print(title if fmt != "markdown" else f"### {title}")
-        print(tabulate(rows, headers=headers, tablefmt="github" if fmt == "markdown" else "plain"))
-
-
-FormatOpt = Annotated[str, typer.Option("--format", help="Table style: rich, plain or markdown.")]
-
-
-def _check_format(fmt: str) -> None:
-    if fmt not in ("rich", "plain", "markdown"):
-        raise UsageError(f"unknown format '{fmt}'", hint="use rich, plain or markdown")
 
 
 @app.command()
@@ -129,7 +109,7 @@ def _print_status(lab: Lab, rows: list[status.HostStatus], fmt: str) -> None:
     headers = ["host", "provider", "address", "ssh", "docker", "swarm role", "state", "avail.", "problem"]
     table = [[f"{r.host} ({r.aliases})", r.provider_state, r.private_ip, r.ssh, r.docker, r.swarm_role,
               r.swarm_state, r.availability, r.problem or "-"] for r in rows]
-    _emit_table(headers, table, fmt, title=f"lab {lab.spec.name} ({lab.spec.provider}, {lab.spec.subnet})")
+    emit_table(headers, table, fmt, title=f"lab {lab.spec.name} ({lab.spec.provider}, {lab.spec.subnet})")
 
 
 @app.command("status")
@@ -139,7 +119,7 @@ def status_cmd(
     fmt: FormatOpt = "rich",
 ) -> None:
     """Each host: provider state, addresses, Docker version, swarm role and state. Exit 1 if unhealthy."""
-    _check_format(fmt)
+    check_format(fmt)
     if all_labs_flag:
         labs = []
         for name in all_labs():
@@ -149,7 +129,7 @@ def status_cmd(
         if json_out:
             print(json.dumps(labs, indent=2))
         else:
-            _emit_table(["lab", "provider", "subnet", "hosts"],
+            emit_table(["lab", "provider", "subnet", "hosts"],
                         [list(map(str, lab.values())) for lab in labs], fmt)
         return
     lab = Lab.open(CTX.selection)
@@ -247,6 +227,10 @@ def down() -> None:
         return
     lab = Lab(state.load_spec(), state)
     with lab.locked(CTX.selection.wait, _notify):
+        with phase("undo injected faults") as step:
+            # Path drops live on this machine; on existing hosts every fault must go.
+            undone = faults.clear(lab) if lab.spec.existing else faults.clear_machine_rules(lab)
+            step.done(f"{len(undone)} undone" if undone else "none to undo")
         with phase(f"destroy lab {name}") as step:
             lab.backend().destroy(step.note)
             step.done("swarm dismantled, hosts kept" if lab.spec.existing
@@ -256,7 +240,9 @@ def down() -> None:
 
 # Command groups defined in their own modules are registered here.
 
+from .diagnose_cli import register as _register_diagnostics  # noqa: E402
 
+_register_diagnostics(app)
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from .errors import UsageError
 from .lab import Lab
-from .ui import console, info
+from .ui import FormatOpt, check_format, console, emit_table, info
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -39,6 +39,7 @@ def diagnose(
     json_out: Annotated[bool, typer.Option("--json", help="Findings and evidence as JSON.")] = False,
     evidence_out: Annotated[Optional[Path], typer.Option("--save-evidence",
                                                          help="Also write the raw evidence (JSON) here.")] = None,
+    fmt: FormatOpt = "rich",
 ) -> None:
     """Why a host cannot join the swarm or carry overlay traffic: real packets, both directions.
 
@@ -47,6 +48,7 @@ def diagnose(
     """
     from diagnostics import collect, rules
 
+    check_format(fmt)
     args = list(target or [])
     lab = Lab.open(_ctx())
     if args and args[0] == "ping":
@@ -73,23 +75,32 @@ def diagnose(
                           "root_cause": summary, "probes": len(ev.probes)}, indent=2))
     else:
         _print_findings(findings, f"diagnosis of {focus or 'lab ' + lab.spec.name} "
-                                  f"({len(ev.probes)} probes, {ev.seconds:.1f} s)")
+                                  f"({len(ev.probes)} probes, {ev.seconds:.1f} s)", fmt)
         console.print(escape(summary))
     raise typer.Exit(code)
 
 
-def _print_findings(findings: list, title: str) -> None:
+def _print_findings(findings: list, title: str, fmt: str = "rich") -> None:
     if not findings:
         info(f"{title}: no findings")
+        return
+    # The same fact on several hosts (a kernel limit, say) is one row naming them all.
+    rows: dict[tuple[str, str, str, str, str], list[str]] = {}
+    for f in findings:
+        who = f.host + (f" <- {f.peer}" if f.direction == "inbound" and f.peer else
+                        f" -> {f.peer}" if f.peer else "")
+        key = (f.severity, f"[{f.code}] {f.finding}", f.evidence, f.fix, f.host if f.peer else "")
+        rows.setdefault(key, []).append(who)
+    if fmt != "rich":
+        emit_table(["severity", "host", "finding", "evidence", "fix"],
+                   [[k[0], ", ".join(hosts), k[1], k[2], k[3]] for k, hosts in rows.items()], fmt, title)
         return
     table = Table(title=title, title_justify="left", show_lines=True)
     for col in ("severity", "host", "finding", "evidence", "fix"):
         table.add_column(col, overflow="fold")
-    for f in findings:
-        who = f.host + (f" <- {f.peer}" if f.direction == "inbound" and f.peer else
-                        f" -> {f.peer}" if f.peer else "")
-        table.add_row(f"[{SEVERITY_STYLE[f.severity]}]{f.severity}[/]", escape(who),
-                      escape(f"[{f.code}] {f.finding}"), escape(f.evidence), escape(f.fix))
+    for (severity, finding, evidence, fix, _), hosts in rows.items():
+        table.add_row(f"[{SEVERITY_STYLE[severity]}]{severity}[/]", escape(", ".join(hosts)),
+                      escape(finding), escape(evidence), escape(fix))
     console.print(table)
 
 

@@ -70,11 +70,14 @@ class NodeEntry:
 
 
 def swarm_info(host: Host) -> SwarmInfo:
-    result = host.run("docker info --format '{{json .Swarm}}'", sudo=True, timeout=30)
-    if not result.ok:
-        raise LabError(f"{host.name}: dockerd does not answer: {result.tail(2)}",
-                       hint="`labctl up` starts it again")
-    return SwarmInfo.parse(result.out)
+    # Newer clients exit 0 when the daemon is down and say so only in ServerErrors.
+    result = host.run("docker info --format '{{json .ServerErrors}}\n{{json .Swarm}}'", sudo=True, timeout=30)
+    lines = result.out.strip().splitlines()
+    errors = json.loads(lines[0]) if result.ok and lines and lines[0].startswith(("[", "null")) else None
+    if not result.ok or errors or len(lines) < 2:
+        reason = "; ".join(errors) if errors else result.tail(2)
+        raise LabError(f"{host.name}: dockerd does not answer: {reason}", hint="`labctl up` starts it again")
+    return SwarmInfo.parse(lines[1])
 
 
 def node_list(manager: Host) -> list[NodeEntry]:

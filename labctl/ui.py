@@ -6,9 +6,15 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Annotated
 
+import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
+from tabulate import tabulate
+
+from .errors import UsageError
 
 console = Console(highlight=False)
 if not console.is_terminal:  # piped or in CI: wide enough that tables don't truncate
@@ -69,3 +75,29 @@ def info(message: str) -> None:
 
 def flush() -> None:
     sys.stdout.flush()
+
+
+FORMATS = ("rich", "plain", "markdown")
+FormatOpt = Annotated[str, typer.Option("--format", help="Table style: rich, plain or markdown (tabulate).")]
+
+
+def check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown format '{fmt}'", hint="use rich, plain or markdown")
+
+
+def emit_table(headers: list[str], rows: list[list[str]], fmt: str, title: str | None = None,
+               show_lines: bool = False) -> None:
+    """A table: rich for a terminal, tabulate's plain or GitHub markdown for files and scripts.
+    Cells are plain text (no markup)."""
+    if fmt == "rich":
+        table = Table(title=escape(title) if title else None, title_justify="left", show_lines=show_lines)
+        for h in headers:
+            table.add_column(h, overflow="fold")
+        for row in rows:
+            table.add_row(*[escape(str(c)) for c in row])
+        console.print(table)
+        return
+    if title:
+        print(title if fmt == "plain" else f"### {title}\n")
+    print(tabulate(rows, headers=headers, tablefmt="github" if fmt == "markdown" else "plain"))

@@ -47,21 +47,32 @@ def test_swarm_info_parses_docker_info() -> None:
     assert swarm.SwarmInfo.parse('{"LocalNodeState":"inactive","NodeID":"","RemoteManagers":null}').state == "inactive"
 
 
+def docker_info(swarm_json: str, server_errors: str = "null") -> Result:
+    return Result(0, f"{server_errors}\n{swarm_json}\n", "")
+
+
+def test_daemon_down_is_an_error_even_when_the_client_exits_0() -> None:
+    down = docker_info(info_json("inactive"), '["Cannot connect to the Docker daemon"]')
+    host = FakeHost("worker-1", {"docker info": down})
+    with pytest.raises(LabError, match="dockerd does not answer: Cannot connect"):
+        swarm.swarm_info(host)  # type: ignore[arg-type]
+
+
 def test_init_is_a_no_op_on_a_ready_manager() -> None:
-    host = FakeHost("manager", {"docker info": Result(0, info_json("active", "m1", "192.168.56.10", True), "")})
+    host = FakeHost("manager", {"docker info": docker_info(info_json("active", "m1", "192.168.56.10", True))})
     assert swarm.init_manager(host, SPEC.manager) == "already the manager"  # type: ignore[arg-type]
     assert not any("swarm init" in c for c in host.commands())
 
 
 def test_init_advertises_the_private_address() -> None:
-    host = FakeHost("manager", {"docker info": Result(0, info_json("inactive"), "")})
+    host = FakeHost("manager", {"docker info": docker_info(info_json("inactive"))})
     swarm.init_manager(host, SPEC.manager)  # type: ignore[arg-type]
     init = [c for c in host.commands() if "swarm init" in c]
     assert init == ["docker swarm init --advertise-addr 192.168.56.10 --listen-addr 192.168.56.10:2377"]
 
 
 def test_manager_advertising_the_wrong_address_starts_over() -> None:
-    host = FakeHost("manager", {"docker info": Result(0, info_json("active", "m1", "10.0.2.15", True), "")})
+    host = FakeHost("manager", {"docker info": docker_info(info_json("active", "m1", "10.0.2.15", True))})
     summary = swarm.init_manager(host, SPEC.manager)  # type: ignore[arg-type]
     cmds = host.commands()
     assert cmds.index("docker swarm leave --force") < next(i for i, c in enumerate(cmds) if "swarm init" in c)
@@ -69,7 +80,7 @@ def test_manager_advertising_the_wrong_address_starts_over() -> None:
 
 
 def test_join_token_travels_on_stdin_only() -> None:
-    worker = FakeHost("worker-1", {"docker info": Result(0, info_json("inactive"), "")})
+    worker = FakeHost("worker-1", {"docker info": docker_info(info_json("inactive"))})
     swarm.join_worker(worker, SPEC.host("worker-1"), SPEC.manager.ip, TOKEN)  # type: ignore[arg-type]
     join = [(c, stdin) for c, stdin in worker.calls if "swarm join" in c]
     assert len(join) == 1
@@ -81,7 +92,7 @@ def test_join_token_travels_on_stdin_only() -> None:
 
 def test_failed_join_masks_the_token_in_the_error() -> None:
     worker = FakeHost("worker-1", {
-        "docker info": Result(0, info_json("inactive"), ""),
+        "docker info": docker_info(info_json("inactive")),
         "swarm join": Result(1, "", f"Error response from daemon: invalid join token {TOKEN}"),
     })
     with pytest.raises(LabError) as err:

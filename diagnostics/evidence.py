@@ -1,0 +1,199 @@
+"""Facts gathered from the hosts: what each host reports, and what its probes saw on the wire.
+
+Everything here is JSON-serialisable (dataclasses of plain values), so evidence
+can be recorded and fed back to the rules in tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_DATA_PORT = 4789
+SPORT_BASE = 47100  # probes use source ports 47100-47299 (the remote capture filter)
+
+
+@dataclass
+class HostFacts:
+    """One host's own state (diagnostics/remote/facts.py), or why it could not be read."""
+
+    name: str
+    ip: str  # the lab's private address of the host
+    role: str
+    reachable: bool = True
+    error: str = ""
+    docker: dict[str, Any] = field(default_factory=dict)
+    interfaces: list[dict[str, Any]] = field(default_factory=list)
+    routes: list[str] = field(default_factory=list)
+    routes_to_peers: dict[str, dict[str, str]] = field(default_factory=dict)
+    kernel: dict[str, Any] = field(default_factory=dict)
+    overlays: list[dict[str, Any]] = field(default_factory=list)
+    vxlan: list[dict[str, Any]] = field(default_factory=list)
+    services: list[dict[str, Any]] = field(default_factory=list)
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def docker_running(self) -> bool:
+        return self.reachable and bool(self.docker.get("running"))
+
+    @property
+    def swarm_active(self) -> bool:
+        return self.docker_running and self.docker.get("swarm_state") == "active"
+
+    @property
+    def node_addr(self) -> str:
+        return str(self.docker.get("node_addr") or "")
+
+    def local_addrs(self) -> dict[str, str]:
+        """Address -> interface."""
+        return {a.split("/")[0]: i["name"] for i in self.interfaces for a in i.get("addrs", [])}
+
+    def iface(self, name: str) -> dict[str, Any]:
+        return next((i for i in self.interfaces if i["name"] == name), {})
+
+    def underlay(self) -> str:
+        """The interface this host uses to reach its peers (the most common answer of `ip route get`)."""
+        devs = [r.get("dev", "") for r in self.routes_to_peers.values() if r.get("dev")]
+        return max(set(devs), key=devs.count) if devs else ""
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> HostFacts:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class Probe:
+    """One packet (sent twice) from src to dst, and what both ends' captures saw of it."""
+
+    id: int
+    src: str
+    dst: str
+    src_ip: str
+    dst_ip: str
+    proto: str  # tcp / udp
+    port: int
+    purpose: str  # "swarm control" / "gossip" / "VXLAN data path"
+    sport: int = 0
+    left_sender: bool | None = None  # seen leaving the sender's underlay interface
+    send_error: str = ""
+    arrived: bool | None = None  # seen on the receiver's interface (before its firewall)
+    receiver_reply: str = ""  # what the receiver sent back: syn-ack, rst, icmp-3/3
+    reply_arrived: str = ""  # what came back to the sender's interface
+    third_party_icmp: str = ""  # an ICMP error about the probe from neither end (the path)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"{self.proto.upper()} {self.port}"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Probe:
+        return cls(**data)
+
+
+@dataclass
+class RuleHit:
+    """A firewall rule (or chain policy) that dropped or rejected packets during the probes."""
+
+    host: str
+    backend: str
+    table: str
+    chain: str
+    rule: str
+    target: str
+    pkts: int
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> RuleHit:
+        return cls(**data)
+
+
+@dataclass
+class Evidence:
+    lab: str
+    focus: str | None  # the host asked about, or None for the whole lab
+    data_port: int
+    hosts: dict[str, HostFacts]
+    probes: list[Probe] = field(default_factory=list)
+    rule_hits: list[RuleHit] = field(default_factory=list)
+    path_rule_hits: list[RuleHit] = field(default_factory=list)  # rules on the machine between the hosts
+    probe_errors: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Evidence:
+        return cls(
+            lab=data["lab"], focus=data.get("focus"), data_port=data.get("data_port", DEFAULT_DATA_PORT),
+            hosts={k: HostFacts.from_json(v) for k, v in data["hosts"].items()},
+            probes=[Probe.from_json(p) for p in data.get("probes", [])],
+            rule_hits=[RuleHit.from_json(r) for r in data.get("rule_hits", [])],
+            path_rule_hits=[RuleHit.from_json(r) for r in data.get("path_rule_hits", [])],
+            probe_errors=data.get("probe_errors", {}), seconds=data.get("seconds", 0.0),
+        )
+
+
+def plan_probes(hosts: dict[str, HostFacts], focus: str | None, data_port: int) -> list[Probe]:
+    """Every port the swarm needs, for every ordered pair of hosts (those involving `focus`)."""
+    probes: list[Probe] = []
+    names = list(hosts)
+    for src in names:
+        for dst in names:
+            if src == dst or (focus and focus not in (src, dst)):
+                continue
+            a, b = hosts[src], hosts[dst]
+            wanted = [("tcp", 7946, "gossip"), ("udp", 7946, "gossip"), ("udp", data_port, "VXLAN data path")]
+            if b.role == "manager" or b.docker.get("is_manager"):
+                wanted.insert(0, ("tcp", 2377, "swarm control"))
+            for proto, port, purpose in wanted:
+                pid = len(probes)
+                probes.append(Probe(id=pid, src=src, dst=dst, src_ip=a.ip, dst_ip=b.ip, proto=proto, port=port,
+                                    purpose=purpose, sport=SPORT_BASE + pid))
+    return probes
+
+
+def _tcp_kind(flags: str) -> str:
+    if "R" in flags:
+        return "rst"
+    if "S" in flags and "A" in flags:
+        return "syn-ack"
+    return f"tcp-{flags}"
+
+
+def read_captures(probes: list[Probe], packets: dict[str, list[dict[str, Any]]],
+                  send_errors: dict[str, dict[str, str]]) -> None:
+    """Fill each probe's wire facts from both hosts' decoded captures."""
+    for p in probes:
+        sent = packets.get(p.src, [])
+        recv = packets.get(p.dst, [])
+        if p.src in packets:
+            p.left_sender = any(k.get("dir") == "out" and k.get("dst") == p.dst_ip and k.get("sport") == p.sport
+                                and k.get("proto") == p.proto for k in sent)
+            p.send_error = send_errors.get(p.src, {}).get(str(p.id), "")
+            for k in sent:
+                if k.get("dir") != "in":
+                    continue
+                if k.get("proto") == "tcp" and k.get("dport") == p.sport and k.get("src") == p.dst_ip:
+                    p.reply_arrived = _tcp_kind(str(k.get("flags", "")))
+                quoted = k.get("quoted") or {}
+                if k.get("proto") == "icmp" and quoted.get("sport") == p.sport and quoted.get("dst") == p.dst_ip:
+                    kind = f"icmp-{k.get('type')}/{k.get('code')}"
+                    if k.get("src") == p.dst_ip:
+                        p.reply_arrived = kind
+                    else:
+                        p.third_party_icmp = f"{kind} from {k.get('src')}"
+        if p.dst in packets:
+            p.arrived = any(k.get("dir") == "in" and k.get("src") == p.src_ip and k.get("sport") == p.sport
+                            and k.get("proto") == p.proto for k in recv)
+            for k in recv:
+                if k.get("dir") != "out":
+                    continue
+                if k.get("proto") == "tcp" and k.get("dport") == p.sport and k.get("dst") == p.src_ip:
+                    p.receiver_reply = _tcp_kind(str(k.get("flags", "")))
+                quoted = k.get("quoted") or {}
+                if k.get("proto") == "icmp" and quoted.get("sport") == p.sport and k.get("dst") == p.src_ip:
+                    p.receiver_reply = f"icmp-{k.get('type')}/{k.get('code')}"

@@ -1,0 +1,261 @@
+"""`labctl fault`: break the lab on purpose, record exactly what was done, undo exactly that.
+
+Records live in the lab's state folder (faults.json, mode 0600). Diagnosis never
+reads them: it finds faults from the hosts' real state and packets only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import secrets
+import shlex
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labctl import swarm
+from labctl.errors import LabError, UsageError
+from labctl.lab import Lab
+from labctl.state import write_private
+
+KINDS = ("block", "path-drop", "mtu", "docker-stop", "leave", "wrong-advertise")
+PATH_CHAIN = "DOCKER-USER"
+
+
+@dataclass
+class Fault:
+    id: str
+    host: str
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+    undo: dict[str, Any] = field(default_factory=dict)  # what `clear` needs to restore
+
+    def describe(self) -> str:
+        p = self.params
+        if self.kind == "block":
+            peer = f" {'from' if p['direction'] == 'in' else 'to'} {p['peer']}" if p.get("peer") else ""
+            return f"{p['action']} {p['proto'].upper()} {p['port']} {p['direction']}bound on {self.host}{peer}"
+        if self.kind == "path-drop":
+            return f"drop {p['proto'].upper()} {p['port']} from {p['peer']} to {self.host} on the path"
+        if self.kind == "mtu":
+            return f"underlay {p['dev']} MTU {self.undo['mtu']} -> {p['mtu']} on {self.host}"
+        if self.kind == "docker-stop":
+            return f"Docker stopped on {self.host}"
+        if self.kind == "leave":
+            return f"{self.host} left the swarm"
+        return f"{self.host} re-joined advertising {p['addr']}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "description": self.describe()}
+
+
+def _path(lab: Lab) -> Path:
+    return lab.state.dir / "faults.json"
+
+
+def load(lab: Lab) -> list[Fault]:
+    try:
+        data = json.loads(_path(lab).read_text())
+    except FileNotFoundError:
+        return []
+    except ValueError as exc:
+        raise LabError(f"fault records {_path(lab)} are damaged ({exc})",
+                       hint="undo the faults by hand (or `labctl down`), then delete the file") from None
+    return [Fault(**{k: v for k, v in f.items() if k != "description"}) for f in data]
+
+
+def _save(lab: Lab, faults: list[Fault]) -> None:
+    write_private(_path(lab), json.dumps([asdict(f) for f in faults], indent=2) + "\n")
+
+
+def _port(text: str | None) -> tuple[int, str]:
+    if not text:
+        raise UsageError("this fault needs --port PORT/PROTO", hint="e.g. --port 4789/udp or --port 2377/tcp")
+    port, _, proto = text.partition("/")
+    proto = (proto or "tcp").lower()
+    if not port.isdigit() or not 0 < int(port) < 65536 or proto not in ("tcp", "udp"):
+        raise UsageError(f"'{text}' is not PORT/PROTO", hint="e.g. --port 4789/udp or --port 7946/tcp")
+    return int(port), proto
+
+
+def _sh(lab: Lab, host: str, cmd: str, timeout: float = 60) -> str:
+    res = lab.host(host).run(cmd, sudo=True, timeout=timeout)
+    if not res.ok:
+        raise LabError(f"{host}: `{cmd}` failed: {res.tail(2)}")
+    return res.out
+
+
+def _local(args: list[str]) -> None:
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    if proc.returncode != 0:
+        raise LabError(f"`{' '.join(args)}` failed on this machine: {proc.stderr.strip()}",
+                       hint="path faults change this machine's iptables: run as root")
+
+
+def _underlay(lab: Lab, host: str) -> str:
+    peer = next(h.ip for h in lab.spec.hosts if h.name != host)
+    out = _sh(lab, host, f"ip -j route get {peer}")
+    return str(json.loads(out)[0]["dev"])
+
+
+def add(lab: Lab, host: str, kind: str, *, port: str | None = None, action: str = "DROP", direction: str = "in",
+        peer: str | None = None, mtu: int = 1400, addr: str | None = None) -> Fault:
+    if kind not in KINDS:
+        raise UsageError(f"unknown fault kind '{kind}'", hint=f"kinds: {', '.join(KINDS)}")
+    faults = load(lab)
+    fault = Fault(id=secrets.token_hex(3), host=host, kind=kind)
+    spec = lab.spec
+    if kind == "block":
+        num, proto = _port(port)
+        action, direction = action.upper(), direction.lower()
+        if action not in ("DROP", "REJECT") or direction not in ("in", "out"):
+            raise UsageError("--action is DROP or REJECT, --direction is in or out")
+        chain = "INPUT" if direction == "in" else "OUTPUT"
+        match = ["-p", proto, "--dport", str(num)]
+        if peer:
+            match = [("-s" if direction == "in" else "-d"), spec.host(peer).ip, *match]
+        rule = [*match, "-m", "comment", "--comment", f"labctl-fault-{fault.id}", "-j", action]
+        fault.params = {"port": num, "proto": proto, "action": action, "direction": direction, "peer": peer}
+        fault.undo = {"chain": chain, "rule": rule}
+        _sh(lab, host, f"iptables -I {chain} 1 " + shlex.join(rule))
+    elif kind == "path-drop":
+        num, proto = _port(port)
+        if not peer or peer == host:
+            raise UsageError("path-drop needs --peer (the other end of the path)",
+                             hint=f"labctl fault add {host} path-drop --peer manager --port 4789/udp")
+        if spec.provider != "docker":
+            raise UsageError(f"path-drop is made on this machine's bridge: provider {spec.provider} is not supported",
+                             hint="use `block` on the receiving host instead")
+        with open("/proc/sys/net/bridge/bridge-nf-call-iptables") as fh:
+            if fh.read().strip() != "1":
+                raise LabError("bridged traffic does not pass iptables here (bridge-nf-call-iptables = 0)",
+                               hint="modprobe br_netfilter; sysctl -w net.bridge.bridge-nf-call-iptables=1")
+        bridge = "br-" + _bridge_id(spec.docker_network)
+        rule = ["-i", bridge, "-o", bridge, "-s", spec.host(peer).ip, "-d", spec.host(host).ip, "-p", proto,
+                "--dport", str(num), "-m", "comment", "--comment", f"labctl-fault-{fault.id}", "-j", "DROP"]
+        fault.params = {"port": num, "proto": proto, "peer": peer}
+        fault.undo = {"chain": PATH_CHAIN, "rule": rule}
+        _local(["iptables", "-I", PATH_CHAIN, "1", *rule])
+    elif kind == "mtu":
+        if not 576 <= mtu <= 9000:
+            raise UsageError("--mtu must be between 576 and 9000")
+        dev = _underlay(lab, host)
+        old = int(_sh(lab, host, f"cat /sys/class/net/{dev}/mtu").strip())
+        fault.params = {"dev": dev, "mtu": mtu}
+        fault.undo = {"dev": dev, "mtu": old}
+        _sh(lab, host, f"ip link set dev {dev} mtu {mtu}")
+    elif kind == "docker-stop":
+        systemd = _sh(lab, host, "[ -d /run/systemd/system ] && echo yes || echo no").strip() == "yes"
+        fault.undo = {"systemd": systemd}
+        if systemd:
+            _sh(lab, host, "systemctl stop docker.socket docker")
+        else:
+            _sh(lab, host, "pid=$(cat /var/run/docker.pid 2>/dev/null || pgrep -xo dockerd) && kill $pid; "
+                           "for i in $(seq 200); do kill -0 $pid 2>/dev/null || exit 0; sleep 0.1; done; exit 1")
+    elif kind in ("leave", "wrong-advertise"):
+        if spec.host(host).role != "worker":
+            raise UsageError(f"{kind} is for workers: {host} is the manager")
+        if kind == "leave":
+            _sh(lab, host, "docker swarm leave")
+        else:
+            addr = addr or _unused_addr(lab)
+            if addr == spec.manager.ip:
+                raise UsageError("advertising the manager's address would break the whole swarm",
+                                 hint="use an unused address, or a worker's (advertise-addr-duplicate)")
+            fault.params = {"addr": addr}
+            token = _sh(lab, spec.manager.name, "docker swarm join-token -q worker").strip()
+            _join_wrong(lab, host, addr, token)
+    faults.append(fault)
+    _save(lab, faults)
+    return fault
+
+
+def _join_wrong(lab: Lab, host: str, addr: str, token: str) -> str:
+    res = lab.host(host).run(
+        "docker swarm leave --force >/dev/null 2>&1; read -r token && exec docker swarm join "
+        f'--token "$token" --advertise-addr {addr} {lab.spec.manager.ip}:2377',
+        sudo=True, stdin=(token + "\n").encode(), timeout=120)
+    if not res.ok:
+        raise LabError(f"{host}: re-join advertising {addr} failed: {swarm.mask(res.tail(2), token)}")
+    return res.out
+
+
+def _bridge_id(network: str) -> str:
+    proc = subprocess.run(["docker", "network", "inspect", "--format", "{{.Id}}", network],
+                          capture_output=True, text=True, timeout=30)
+    if proc.returncode != 0:
+        raise LabError(f"docker network {network} not found on this machine", hint="`labctl up`")
+    return proc.stdout.strip()[:12]
+
+
+def _unused_addr(lab: Lab) -> str:
+    net = ipaddress.ip_network(lab.spec.subnet)
+    used = {h.ip for h in lab.spec.hosts}
+    for ip in reversed(list(net.hosts())):
+        if str(ip) not in used:
+            return str(ip)
+    raise LabError("no free address in the lab's subnet")
+
+
+def _undo(lab: Lab, f: Fault) -> str:
+    u = f.undo
+    if f.kind == "block":
+        lab.host(f.host).run(f"iptables -D {u['chain']} " + shlex.join(u["rule"]), sudo=True, timeout=30)
+    elif f.kind == "path-drop":
+        subprocess.run(["iptables", "-D", u["chain"], *u["rule"]], capture_output=True, timeout=30)
+    elif f.kind == "mtu":
+        _sh(lab, f.host, f"ip link set dev {u['dev']} mtu {u['mtu']}")
+    elif f.kind == "docker-stop":
+        if u.get("systemd"):
+            _sh(lab, f.host, "systemctl start docker")
+        else:
+            _sh(lab, f.host, "docker info >/dev/null 2>&1 || "
+                             "{ setsid nohup dockerd >>/var/log/dockerd.log 2>&1 </dev/null & }; "
+                             "for i in $(seq 300); do docker info >/dev/null 2>&1 && exit 0; sleep 0.1; done; exit 1")
+        _wait_swarm(lab, f.host)
+    elif f.kind in ("leave", "wrong-advertise"):
+        hosts = lab.hosts()
+        token = _sh(lab, lab.spec.manager.name, "docker swarm join-token -q worker").strip()
+        swarm.join_worker(hosts[f.host], lab.spec.host(f.host), lab.spec.manager.ip, token)
+        # A worker whose address was borrowed lost its gossip entries meanwhile: it re-joins too.
+        victim = next((h for h in lab.spec.workers if h.ip == f.params.get("addr") and h.name != f.host), None)
+        if victim is not None:
+            hosts[victim.name].run("docker swarm leave", sudo=True, timeout=60)
+            swarm.join_worker(hosts[victim.name], victim, lab.spec.manager.ip, token)
+        _wait_swarm(lab, f.host)
+    return f"fault {f.id} cleared: {f.describe()}"
+
+
+def _wait_swarm(lab: Lab, host: str, timeout: float = 60) -> None:
+    """Until the swarm sees every host Ready again (a restarted dockerd re-joins on its own)."""
+    try:
+        swarm.verify(lab.spec, lab.hosts(), timeout=timeout)
+    except LabError as exc:
+        raise LabError(f"{host}: the fault was undone, but the swarm is not healthy yet: {exc.message}",
+                       hint="`labctl up` heals it") from None
+
+
+def clear(lab: Lab, host: str | None = None) -> list[str]:
+    faults = load(lab)
+    todo = [f for f in faults if host in (None, f.host)]
+    done = []
+    # Newest first: a later fault may depend on the state an earlier one made.
+    for f in reversed(todo):
+        done.append(_undo(lab, f))
+        faults.remove(f)
+        _save(lab, faults)
+    return done
+
+
+def clear_machine_rules(lab: Lab) -> list[str]:
+    """Undo only the faults that live on this machine (path drops): for `down` of a lab
+    whose hosts are destroyed anyway."""
+    faults = load(lab)
+    done = []
+    for f in reversed([f for f in faults if f.kind == "path-drop"]):
+        done.append(_undo(lab, f))
+        faults.remove(f)
+        _save(lab, faults)
+    return done

@@ -1,0 +1,249 @@
+"""Runs ON a lab host (as root, `python3 - CONFIG_JSON`): scapy probes and captures.
+
+Protocol on stdout: `READY` once the capture socket is open, `PKT {json}` per
+decoded packet when streaming, and one final `RESULT {json}`.
+
+mode "probe":   capture (before the firewall), wait for the go file, send the
+                probes through the kernel (so the host's OUTPUT chain applies),
+                wait for replies, report what left, what arrived and which
+                firewall rules counted packets meanwhile.
+mode "capture": decode packets (VXLAN aware) until count / seconds / stop file;
+                the pcap comes back base64-encoded, no file is left on the host.
+"""
+
+import base64
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+from scapy.config import conf
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, TCPerror, UDPerror
+from scapy.layers.l2 import Ether
+from scapy.layers.vxlan import VXLAN
+from scapy.packet import Raw, bind_layers
+from scapy.sendrecv import AsyncSniffer, send
+from scapy.supersocket import L3RawSocket
+from scapy.utils import PcapWriter
+
+CFG = json.loads(sys.argv[1])
+SPORTS = "47100-47299"  # source ports of labctl probes
+
+
+def say(text):
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def iptables_counters():
+    """Packet counters of every rule and chain policy (iptables-save -c, nft and legacy backends)."""
+    rules = {}
+    for tool in ("iptables-save", "iptables-legacy-save"):
+        try:
+            out = subprocess.run([tool, "-c"], capture_output=True, text=True, timeout=5).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        table = ""
+        seen = {}
+        for line in out.splitlines():
+            if line.startswith("*"):
+                table = line[1:]
+            m = re.match(r"^:(\S+) (\S+) \[(\d+):\d+\]", line)
+            if m and m.group(2) != "-":
+                rules[f"{tool}|{table}|{m.group(1)}|policy"] = {
+                    "backend": tool, "table": table, "chain": m.group(1), "rule": f"-P {m.group(1)} {m.group(2)}",
+                    "target": m.group(2), "pkts": int(m.group(3))}
+            m = re.match(r"^\[(\d+):\d+\] (-A (\S+) .*)$", line)
+            if m:
+                rule, chain = m.group(2), m.group(3)
+                n = seen.get(rule, 0)
+                seen[rule] = n + 1
+                t = re.search(r" -j (\S+)", rule)
+                rules[f"{tool}|{table}|{rule}|{n}"] = {
+                    "backend": tool, "table": table, "chain": chain, "rule": rule,
+                    "target": t.group(1) if t else "", "pkts": int(m.group(1))}
+    return rules
+
+
+def counter_delta(before, after):
+    hits = []
+    for key, a in after.items():
+        b = before.get(key, {"pkts": 0})
+        if a["pkts"] > b["pkts"] and a["target"] in ("DROP", "REJECT"):
+            hits.append({**a, "pkts": a["pkts"] - b["pkts"]})
+    return hits
+
+
+def decode(pkt, me, data_ports):
+    """One packet as a dict: outer addresses, and the inner frame when it is VXLAN."""
+    d = {"t": round(float(pkt.time), 6), "len": len(pkt)}
+    ip = pkt.getlayer(IP)
+    if ip is None:
+        d["proto"] = pkt.lastlayer().name
+        return d
+    d.update(src=ip.src, dst=ip.dst, ttl=ip.ttl, dir="out" if ip.src == me else "in")
+    if ip.haslayer(TCP):
+        tcp = ip[TCP]
+        d.update(proto="tcp", sport=tcp.sport, dport=tcp.dport, flags=str(tcp.flags))
+    elif ip.haslayer(UDP):
+        udp = ip[UDP]
+        d.update(proto="udp", sport=udp.sport, dport=udp.dport)
+        if udp.haslayer(VXLAN) or udp.dport in data_ports:
+            vx = udp.getlayer(VXLAN)
+            if vx is None:
+                vx = VXLAN(bytes(udp.payload))
+            d["vni"] = int(vx.vni)
+            inner = vx.payload
+            if isinstance(inner, Ether) or inner.haslayer(Ether):
+                eth = inner.getlayer(Ether)
+                d["inner"] = inner_desc(eth)
+    elif ip.haslayer(ICMP):
+        icmp = ip[ICMP]
+        d.update(proto="icmp", type=int(icmp.type), code=int(icmp.code))
+        err = icmp.getlayer(IPerror)
+        if err is not None:
+            q = {"src": err.src, "dst": err.dst, "proto": {6: "tcp", 17: "udp"}.get(err.proto, str(err.proto))}
+            if err.haslayer(TCPerror):
+                q.update(sport=err[TCPerror].sport, dport=err[TCPerror].dport)
+            elif err.haslayer(UDPerror):
+                q.update(sport=err[UDPerror].sport, dport=err[UDPerror].dport)
+            d["quoted"] = q
+    else:
+        d["proto"] = str(ip.proto)
+    return d
+
+
+def inner_desc(eth):
+    out = {"smac": eth.src, "dmac": eth.dst}
+    ip = eth.getlayer(IP)
+    if ip is None:
+        out["proto"] = eth.payload.name if eth.payload else "ether"
+        return out
+    out.update(src=ip.src, dst=ip.dst)
+    if ip.haslayer(ICMP):
+        icmp = ip[ICMP]
+        out.update(proto="icmp", type=int(icmp.type), code=int(icmp.code))
+        if icmp.type in (0, 8):
+            out.update(id=int(icmp.id), seq=int(icmp.seq))
+    elif ip.haslayer(TCP):
+        out.update(proto="tcp", sport=ip[TCP].sport, dport=ip[TCP].dport, flags=str(ip[TCP].flags))
+    elif ip.haslayer(UDP):
+        out.update(proto="udp", sport=ip[UDP].sport, dport=ip[UDP].dport)
+    else:
+        out["proto"] = str(ip.proto)
+    return out
+
+
+def wait_for(path, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if os.path.exists(path):
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def probe_packet(me, p):
+    if p["proto"] == "tcp":
+        return IP(src=me, dst=p["dst"]) / TCP(sport=p["sport"], dport=p["port"], flags="S", seq=0x4C414200 + p["id"])
+    if p.get("vxlan"):
+        # A VXLAN frame with a VNI no docker network uses: the peer's kernel drops it silently.
+        return (IP(src=me, dst=p["dst"]) / UDP(sport=p["sport"], dport=p["port"]) /
+                VXLAN(vni=0xFFFFF0, flags=0x08) / Ether(src="02:4c:41:42:00:01", dst="02:4c:41:42:00:02") /
+                Raw(b"labctl-probe"))
+    return IP(src=me, dst=p["dst"]) / UDP(sport=p["sport"], dport=p["port"]) / Raw(b"labctl-probe")
+
+
+def underlay(peer):
+    """The interface the kernel routes the peer through (the probes' and replies' interface)."""
+    try:
+        out = subprocess.run(["ip", "-j", "route", "get", peer], capture_output=True, text=True, timeout=5).stdout
+        return json.loads(out)[0]["dev"]
+    except (OSError, ValueError, IndexError, KeyError, subprocess.TimeoutExpired):
+        return "eth1"
+
+
+def probe_mode():
+    me, data_ports = CFG["me"], set(CFG.get("data_ports", [4789]))
+    if not CFG.get("iface"):
+        CFG["iface"] = underlay(CFG["peers"][0]) if CFG.get("peers") else "eth1"
+    for port in data_ports:
+        bind_layers(UDP, VXLAN, dport=port)
+    before = iptables_counters()
+    sniffer = AsyncSniffer(iface=CFG["iface"], filter=f"icmp or ((tcp or udp) and portrange {SPORTS})", store=True,
+                           started_callback=lambda: say("READY"))
+    sniffer.start()
+    go = wait_for(CFG["go_file"], CFG.get("go_timeout", 15))
+    errors = {}
+    sent_at = time.time()
+    if go:
+        conf.L3socket = L3RawSocket  # through the kernel: the host's OUTPUT chain sees the probe
+        for attempt in range(CFG.get("attempts", 2)):
+            for p in CFG["send"]:
+                try:
+                    send(probe_packet(me, p), verbose=0)
+                except OSError as exc:
+                    errors[str(p["id"])] = f"{type(exc).__name__}: {exc.strerror or exc}"
+            if attempt + 1 < CFG.get("attempts", 2):
+                time.sleep(CFG.get("gap", 0.3))
+        time.sleep(CFG.get("wait", 1.2))
+    sniffer.stop()
+    after = iptables_counters()
+    packets = [decode(p, me, data_ports) for p in (sniffer.results or [])]
+    try:
+        os.unlink(CFG["go_file"])
+    except OSError:
+        pass
+    say("RESULT " + json.dumps({"go": go, "sent_at": sent_at, "send_errors": errors, "packets": packets,
+                                "rule_hits": counter_delta(before, after)}))
+
+
+def capture_mode():
+    me, data_ports = CFG.get("me", ""), set(CFG.get("data_ports", [4789]))
+    for port in data_ports:
+        bind_layers(UDP, VXLAN, dport=port)
+    before = iptables_counters() if CFG.get("counters") else {}
+    buf = io.BytesIO()
+    writer = PcapWriter(buf, sync=True, linktype=1)
+    decoded = []
+    stream = CFG.get("stream", True)
+
+    def on_packet(pkt):
+        writer.write(pkt)
+        d = decode(pkt, me, data_ports)
+        decoded.append(d)
+        if stream:
+            say("PKT " + json.dumps(d))
+
+    sniffer = AsyncSniffer(iface=CFG["iface"], filter=CFG.get("filter") or None, prn=on_packet, store=False,
+                           count=CFG.get("count", 0), started_callback=lambda: say("READY"))
+    sniffer.start()
+    end = time.monotonic() + CFG.get("seconds", 10)
+    stop_file = CFG.get("stop_file", "")
+    while time.monotonic() < end and sniffer.running:
+        if stop_file and os.path.exists(stop_file):
+            break
+        time.sleep(0.02)
+    if sniffer.running:
+        sniffer.stop()
+    if stop_file:
+        try:
+            os.unlink(stop_file)
+        except OSError:
+            pass
+    writer.flush()
+    result = {"count": len(decoded), "pcap": base64.b64encode(buf.getvalue()).decode()}
+    if not stream:
+        result["packets"] = decoded
+    if CFG.get("counters"):
+        result["rule_hits"] = counter_delta(before, iptables_counters())
+    say("RESULT " + json.dumps(result))
+
+
+if CFG["mode"] == "probe":
+    probe_mode()
+elif CFG["mode"] == "capture":
+    capture_mode()
