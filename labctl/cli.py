@@ -93,7 +93,11 @@ def up(
     if not quiet:
         info(f"lab '{lab.spec.name}' ({lab.spec.subnet}) on provider {choice.provider}: {choice.reason}")
     with lab.locked(CTX.selection.wait, _notify):
-        result = UpPipeline(lab, choice, quiet=quiet).run()
+        try:
+            result = UpPipeline(lab, choice, quiet=quiet).run()
+        except KeyboardInterrupt:
+            raise LabError("interrupted", hint="run `labctl up` again: it resumes where it stopped",
+                           exit_code=130) from None
     # The hosts were just seen running: spare the provider's slow status call.
     seen = "reachable" if lab.spec.existing else "running"
     rows = status.collect(lab, provider_states={h: seen for h in lab.spec.host_names})
@@ -239,7 +243,9 @@ def down() -> None:
 
 
 # Command groups defined in their own modules are registered here.
+from .scenarios.cli import app as scenario_app  # noqa: E402
 
+app.add_typer(scenario_app, name="scenario")
 from .diagnose_cli import register as _register_diagnostics  # noqa: E402
 
 _register_diagnostics(app)
@@ -262,6 +268,6 @@ def main() -> None:
         error("interrupted")
         sys.exit(130)
     except KeyboardInterrupt:
-        error("interrupted", hint="run the same command again: it resumes where it stopped")
+        error("interrupted")
         sys.exit(130)
 

@@ -1,0 +1,152 @@
+"""`labctl scenario` against a real lab: every scenario passes (skips only with a
+detected reason) and leaves the hosts as found; a VXLAN drop on worker-1 fails
+standalone-overlay exactly at the cross-host ping; Ctrl-C still cleans up."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import LabRun
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+OFFLINE = ("labctl/alpine-lite:latest", "labctl/nginx-lite:latest")
+HOSTS = ("manager", "worker-1", "worker-2")
+STATE = "docker ps -aq --no-trunc | sort; echo --; docker network ls -q --no-trunc | sort; echo --; " \
+        "docker service ls -q 2>/dev/null | sort"
+
+
+@pytest.fixture(scope="module")
+def scen_lab(lab: LabRun) -> LabRun:
+    """The session's lab, with the offline image set built here when it is missing
+    (the scenarios load it into the hosts themselves when no registry is reachable)."""
+    have = subprocess.run(["docker", "image", "inspect", *OFFLINE], capture_output=True).returncode == 0
+    if not have and shutil.which("debootstrap"):
+        subprocess.run(["sh", str(ROOT / "provision/lab-images/build.sh")], check=True, capture_output=True,
+                       timeout=900)
+    return lab
+
+
+def host_state(lab: LabRun) -> dict[str, str]:
+    state = {}
+    for host in HOSTS:
+        proc = lab.sh(host, STATE)
+        assert proc.returncode == 0, proc.stderr
+        state[host] = proc.stdout
+    return state
+
+
+def settled_state(lab: LabRun, want: dict[str, str], wait: float = 30) -> dict[str, str]:
+    deadline = time.monotonic() + wait
+    while True:
+        now = host_state(lab)
+        if now == want or time.monotonic() > deadline:
+            return now
+        time.sleep(1)
+
+
+def run_json(lab: LabRun, *args: str, timeout: float = 900) -> tuple[int, dict]:  # type: ignore[type-arg]
+    proc = lab("scenario", "run", *args, "--json", timeout=timeout)
+    assert proc.stdout.strip(), proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_list(scen_lab: LabRun) -> None:
+    proc = scen_lab("scenario", "list")
+    assert proc.returncode == 0
+    for name in ("default-overlay", "user-defined-overlay", "standalone-overlay", "container-to-service",
+                 "default-bridge"):
+        assert name in proc.stdout
+
+
+def test_usage_errors_exit_2(scen_lab: LabRun) -> None:
+    proc = scen_lab("scenario", "run", "no-such-scenario")
+    assert proc.returncode == 2 and "no scenario named" in proc.stderr and "Traceback" not in proc.stderr
+    assert scen_lab("scenario", "run").returncode == 2
+    assert scen_lab("scenario", "run", "all", "--images", "bogus").returncode == 2
+
+
+def test_every_scenario_passes_and_leaves_the_hosts_as_found(scen_lab: LabRun, tmp_path: Path) -> None:
+    before = host_state(scen_lab)
+    report = tmp_path / "report.md"
+    rc, data = run_json(scen_lab, "all", "--report", str(report))
+    failures = [(s["name"], st["title"], st["reason"], st["output"]) for s in data["scenarios"]
+                for st in s["steps"] if st["status"] != "pass" and st["status"] != "skip"]
+    assert rc == 0 and data["ok"], failures
+    assert [s["name"] for s in data["scenarios"]] == ["default-overlay", "user-defined-overlay",
+                                                      "standalone-overlay", "container-to-service", "default-bridge"]
+    detected = {reason for caps in data["limits"]["missing"].values() for reason in caps.values() if reason}
+    for scenario in data["scenarios"]:
+        assert scenario["status"] == "pass" and scenario["cleanup"]["ok"], scenario["name"]
+        assert scenario["passed"] > 0
+        for step in scenario["steps"]:
+            if step["status"] == "skip":  # only with a reason labctl detected on the hosts
+                assert any(step["reason"].startswith(r) for r in detected), (step["title"], step["reason"])
+    text = report.read_text()
+    assert "| host " in text and "## standalone-overlay: PASS" in text
+    assert settled_state(scen_lab, before) == before
+
+
+def test_vxlan_drop_fails_standalone_overlay_at_the_cross_host_ping(scen_lab: LabRun) -> None:
+    rule = "INPUT -p udp --dport 4789 -j DROP"
+    before = host_state(scen_lab)
+    assert scen_lab.sh("worker-1", f"iptables -I {rule}").returncode == 0
+    try:
+        rc, data = run_json(scen_lab, "standalone-overlay")
+    finally:
+        scen_lab.sh("worker-1", f"iptables -D {rule}")
+    assert rc == 1 and not data["ok"]
+    steps = data["scenarios"][0]["steps"]
+    statuses = [s["status"] for s in steps]
+    failed_at = statuses.index("fail")
+    title = steps[failed_at]["title"]
+    assert "pings container02-alpine" in title and title.endswith("by name"), steps[failed_at]
+    assert steps[failed_at]["host"] == "manager"
+    assert set(statuses[:failed_at]) == {"pass"}  # not earlier
+    assert set(statuses[failed_at + 1:]) == {"not run"}  # and nothing after it ran
+    hint = steps[failed_at]["hint"]
+    assert "UDP 4789" in hint and "worker-1" in hint and "labctl diagnose worker-1" in hint
+    assert "--dport 4789 -j DROP" in hint  # the evidence: worker-1's rule
+    assert data["scenarios"][0]["cleanup"]["ok"]
+    assert settled_state(scen_lab, before) == before
+
+
+def test_keep_leaves_things_to_explore_and_clean_removes_them(scen_lab: LabRun) -> None:
+    before = host_state(scen_lab)
+    rc, data = run_json(scen_lab, "standalone-overlay", "--keep")
+    assert rc == 0 and data["scenarios"][0]["cleanup"]["kept"]
+    kept = [s for s in data["scenarios"][0]["steps"] if s["status"] == "skip"]
+    assert kept and all(s["reason"].startswith("--keep") for s in kept)
+    assert "container01-alpine" in scen_lab.sh("manager", "docker ps --format '{{.Names}}'").stdout
+    assert "container02-alpine" in scen_lab.sh("worker-1", "docker ps --format '{{.Names}}'").stdout
+    proc = scen_lab("scenario", "clean", "standalone-overlay")
+    assert proc.returncode == 0, proc.stderr
+    assert settled_state(scen_lab, before) == before
+
+
+def test_ctrl_c_cleans_up(scen_lab: LabRun) -> None:
+    before = host_state(scen_lab)
+    env = {**scen_lab.env, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "labctl", "--lab", scen_lab.name, "scenario", "run",
+                             "standalone-overlay"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:  # interrupt once container02 runs on worker-1
+        seen.append(line)
+        if "now lists test-net" in line:
+            break
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, "".join(seen) + out + err
+    assert "clean-up" in out and "interrupted" in err
+    assert settled_state(scen_lab, before) == before

@@ -1,0 +1,200 @@
+"""The scenario engine against fake hosts: checks that fail, skips with reasons,
+stop at the first failure, clean-up after a failure and after Ctrl-C."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from labctl.scenarios import catalog, checks
+from labctl.scenarios.engine import Ctx, Fail, Printer, Scenario, Step, run_scenario, run_step
+from labctl.scenarios.images import ImageSet
+from labctl.scenarios.limits import Limits
+from labctl.spec import build_spec
+from labctl.ssh import Result
+
+
+class FakeHost:
+    """A host whose docker holds a set of items; commands are answered by handlers."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.items: dict[str, str] = {}  # 'kind id' -> 'kind name'
+        self.handlers: list[tuple[str, Callable[[str], Result]]] = []
+        self.commands: list[str] = []
+
+    def on(self, needle: str, handler: Callable[[str], Result]) -> None:
+        self.handlers.insert(0, (needle, handler))
+
+    def run(self, command: str, *, sudo: bool = False, timeout: float = 60, **_: object) -> Result:
+        self.commands.append(command)
+        if command.startswith("docker ps -a --no-trunc"):  # the engine's snapshot
+            return Result(0, "".join(f"{k.split()[0]} {k.split()[1]} {v.split()[1]}\n"
+                                     for k, v in self.items.items()), "")
+        for needle, handler in self.handlers:
+            if needle in command:
+                return handler(command)
+        return Result(0, "", "")
+
+
+def ok(out: str = "") -> Callable[[str], Result]:
+    return lambda _: Result(0, out, "")
+
+
+@pytest.fixture
+def ctx() -> Ctx:
+    spec = build_spec({})
+    hosts = {h: FakeHost(h) for h in spec.host_names}
+    lim = Limits({h: {"ipvs": "no IPVS here", "internet": None, "esp": None} for h in hosts},
+                 {h: h for h in hosts})
+    return Ctx(spec, hosts, ImageSet("alpine", "nginx", False, "test"), lim)  # type: ignore[arg-type]
+
+
+def test_a_failing_check_fails_with_a_hint_naming_the_host(ctx: Ctx) -> None:
+    ctx.hosts["manager"].on("ping", ok("2 packets transmitted, 0 packets received"))  # type: ignore[attr-defined]
+    step = Step("pings", "manager", "docker exec c1 ping -c 2 c2", expect_rc=None, check=checks.ping_ok,
+                hint="VXLAN blocked", diagnose="worker-1")
+    result = run_step(step, ctx)
+    assert result is not None and result.status == "fail"
+    assert result.reason == "no reply"
+    assert "VXLAN blocked" in result.hint and "labctl diagnose worker-1" in result.hint
+    assert "0 packets received" in result.output
+
+
+def test_exit_code_is_checked(ctx: Ctx) -> None:
+    ctx.hosts["manager"].on("network create", lambda _: Result(1, "", "Error: already exists"))  # type: ignore[attr-defined]
+    result = run_step(Step("made", "manager", "docker network create x"), ctx)
+    assert result is not None and result.status == "fail" and "exit code 1" in result.reason
+    assert "already exists" in result.output
+
+
+def test_requires_skips_with_the_reason_and_alternatives_show_only_then(ctx: Ctx) -> None:
+    mesh = run_step(Step("mesh", "manager", "curl x", check=checks.nginx_page, requires=("ipvs",)), ctx)
+    assert mesh is not None and mesh.status == "skip" and mesh.reason == "no IPVS here"
+    ctx.hosts["manager"].on("curl", ok("Welcome to nginx!"))  # type: ignore[attr-defined]
+    alt = run_step(Step("alt", "manager", "curl y", check=checks.nginx_page, only_without="ipvs"), ctx)
+    assert alt is not None and alt.status == "pass"
+    ctx.limits.missing_by_host = {h: {"ipvs": None} for h in ctx.hosts}
+    assert run_step(Step("alt", "manager", "curl y", only_without="ipvs"), ctx) is None
+
+
+def test_until_retries_until_the_check_passes(ctx: Ctx) -> None:
+    answers = iter(["ID NAME MODE REPLICAS IMAGE\nx svc replicated 1/2 img\n"] * 2
+                   + ["ID NAME MODE REPLICAS IMAGE\nx svc replicated 2/2 img\n"])
+    ctx.hosts["manager"].on("service ls", lambda _: Result(0, next(answers), ""))  # type: ignore[attr-defined]
+    step = Step("converges", "manager", "docker service ls", check=checks.replicas("svc", 2), until=5, interval=0.01)
+    result = run_step(step, ctx)
+    assert result is not None and result.status == "pass" and result.attempts == 3
+
+
+def test_until_gives_up(ctx: Ctx) -> None:
+    ctx.hosts["manager"].on("service ls", ok("ID NAME MODE REPLICAS IMAGE\nx svc replicated 1/2 img\n"))  # type: ignore[attr-defined]
+    step = Step("converges", "manager", "docker service ls", check=checks.replicas("svc", 2), until=0.1,
+                interval=0.02)
+    result = run_step(step, ctx)
+    assert result is not None and result.status == "fail" and "1/2" in result.reason
+
+
+def _scenario(steps: list[Step]) -> Scenario:
+    return Scenario("t", "test", lambda c: steps, lambda c: [("manager", "docker rm -f made")], min_workers=0)
+
+
+def _make(ctx: Ctx) -> Callable[[str], Result]:
+    def run(_: str) -> Result:
+        ctx.hosts["manager"].items["container abc"] = "container made"  # type: ignore[attr-defined]
+        return Result(0, "", "")
+    return run
+
+
+def _remove(ctx: Ctx) -> Callable[[str], Result]:
+    def run(_: str) -> Result:
+        ctx.hosts["manager"].items.pop("container abc", None)  # type: ignore[attr-defined]
+        return Result(0, "", "")
+    return run
+
+
+def test_scenario_stops_at_the_first_failure_and_cleans_up(ctx: Ctx) -> None:
+    host = ctx.hosts["manager"]
+    host.on("docker run", _make(ctx))  # type: ignore[attr-defined]
+    host.on("docker rm -f made", _remove(ctx))  # type: ignore[attr-defined]
+    host.on("false", lambda _: Result(1, "", "boom"))  # type: ignore[attr-defined]
+    steps = [Step("made", "manager", "docker run --name made x"), Step("fails", "manager", "false"),
+             Step("later", "manager", "echo later")]
+    result = run_scenario(_scenario(steps), ctx, Printer())
+    assert [s.status for s in result.steps] == ["pass", "fail", "not run"]
+    assert result.status == "fail"
+    assert result.cleanup is not None and result.cleanup.ok
+    assert "echo later" not in host.commands  # type: ignore[attr-defined]
+    assert host.items == {}  # type: ignore[attr-defined]
+
+
+def test_ctrl_c_still_cleans_up(ctx: Ctx) -> None:
+    host = ctx.hosts["manager"]
+    host.on("docker run", _make(ctx))  # type: ignore[attr-defined]
+    host.on("docker rm -f made", _remove(ctx))  # type: ignore[attr-defined]
+
+    def interrupt(_: str) -> Result:
+        raise KeyboardInterrupt
+    host.on("sleep", interrupt)  # type: ignore[attr-defined]
+    steps = [Step("made", "manager", "docker run --name made x"), Step("waits", "manager", "sleep 100")]
+    result = run_scenario(_scenario(steps), ctx, Printer())
+    assert result.interrupted and result.status == "fail"
+    assert result.steps[-1].reason == "interrupted (Ctrl-C)" and result.steps[-1].command == "sleep 100"
+    assert host.items == {}  # type: ignore[attr-defined]
+
+
+def test_leftovers_fail_the_scenario(ctx: Ctx) -> None:
+    host = ctx.hosts["manager"]
+    host.on("docker run", _make(ctx))  # type: ignore[attr-defined]
+    steps = [Step("made", "manager", "docker run --name made x")]
+    from labctl.scenarios import engine
+    original = engine.clean_up
+    result = None
+    try:
+        engine.clean_up = lambda s, c, b, wait=0.2: original(s, c, b, wait=0.2)  # type: ignore[assignment]
+        result = run_scenario(_scenario(steps), ctx, Printer())
+    finally:
+        engine.clean_up = original  # type: ignore[assignment]
+    assert result.cleanup is not None and not result.cleanup.ok
+    assert result.cleanup.leftovers == ["manager: container made"]
+    assert result.status == "fail"
+
+
+def test_keep_leaves_things(ctx: Ctx) -> None:
+    host = ctx.hosts["manager"]
+    host.on("docker run", _make(ctx))  # type: ignore[attr-defined]
+    result = run_scenario(_scenario([Step("made", "manager", "docker run --name made x")]), ctx, Printer(),
+                          keep=True)
+    assert result.status == "pass" and result.cleanup is not None and result.cleanup.kept
+    assert host.items  # type: ignore[attr-defined]
+
+
+def test_the_catalog_has_the_fixed_names_and_real_checks(ctx: Ctx) -> None:
+    assert list(catalog.SCENARIOS) == ["default-overlay", "user-defined-overlay", "standalone-overlay",
+                                       "container-to-service", "default-bridge"]
+    for scenario in catalog.SCENARIOS.values():
+        steps = scenario.steps(ctx)
+        assert steps and scenario.cleanup(ctx)
+        for step in steps:
+            # Every step can fail: an exit code is checked, or a check judges the output.
+            assert step.expect_rc is not None or step.check is not None, (scenario.name, step.title)
+        commands = " ".join(s.command for s in steps if isinstance(s.command, str))
+        assert "orverlay" not in commands and "publiush" not in commands  # the tutorial's typos
+
+
+def test_the_name_failure_on_the_default_bridge_is_asserted(ctx: Ctx) -> None:
+    step = next(s for s in catalog.SCENARIOS["default-bridge"].steps(ctx) if "by name fails" in s.title)
+    host = ctx.hosts["manager"]
+    host.on("ping -c 2 container02-alpine", lambda _: Result(1, "", "ping: bad address 'container02-alpine'"))  # type: ignore[attr-defined]
+    assert run_step(step, ctx).status == "pass"  # type: ignore[union-attr]
+    host.on("ping -c 2 container02-alpine", ok("2 packets transmitted, 2 packets received"))  # type: ignore[attr-defined]
+    assert run_step(step, ctx).status == "fail"  # type: ignore[union-attr]
+    host.on("ping -c 2 container02-alpine", lambda _: Result(1, "2 packets transmitted, 0 packets received", ""))  # type: ignore[attr-defined]
+    failed = run_step(step, ctx)
+    assert failed is not None and failed.status == "fail" and "not because" in failed.reason
+
+
+def test_fail_carries_output() -> None:
+    exc = Fail("x", output="y", hint="z")
+    assert (exc.message, exc.output, exc.hint) == ("x", "y", "z")
