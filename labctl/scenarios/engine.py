@@ -18,6 +18,7 @@ from typing import Any, Literal
 from ..errors import LabError
 from ..spec import LabSpec
 from ..ssh import Host, Result, fan_out
+from ..swarm import swarm_info
 from .images import ImageSet
 from .limits import Limits
 
@@ -28,11 +29,13 @@ Text = str | Callable[["Ctx"], str]
 class Fail(Exception):
     """A check found something that should be true to be false."""
 
-    def __init__(self, message: str, output: str = "", hint: str | None = None):
+    def __init__(self, message: str, output: str = "", hint: str | None = None, retry_for: float | None = None):
         super().__init__(message)
         self.message = message
         self.output = output
         self.hint = hint
+        # This kind of failure is worth retrying for at most this long (within the step's `until`).
+        self.retry_for = retry_for
 
 
 class Skip(Exception):
@@ -91,6 +94,7 @@ class CleanupResult:
     kept: bool = False
     leftovers: list[str] = field(default_factory=list)
     removed_before: list[str] = field(default_factory=list)  # an earlier run's leftovers, removed first
+    unreachable: list[str] = field(default_factory=list)  # hosts whose dockerd did not answer
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -227,9 +231,16 @@ def run_step(step: Step, ctx: Ctx) -> StepResult | None:
             failure = exc
         except LabError as exc:  # a timeout, a lost connection
             failure = Fail(exc.message, hint=exc.hint)
-        if time.monotonic() + step.interval >= deadline:
+        elapsed = time.monotonic() - started
+        if time.monotonic() + step.interval >= deadline or (
+                failure.retry_for is not None and elapsed + step.interval >= failure.retry_for):
             result.status, result.reason, result.output = "fail", failure.message, failure.output
-            result.hint = failure.hint or _hint(step, ctx, result)
+            down = daemons_down(ctx)
+            if down:  # no other cause matters while a dockerd is away
+                result.hint = "; ".join(f"dockerd on {h} does not answer ({why})" for h, why in down.items()) + \
+                    ": the swarm cannot work without it; `labctl up` starts it again"
+            else:
+                result.hint = failure.hint or _hint(step, ctx, result)
             break
         time.sleep(step.interval)
     result.duration = time.monotonic() - started
@@ -238,6 +249,13 @@ def run_step(step: Step, ctx: Ctx) -> StepResult | None:
     if result.status == "fail" and step.until and result.attempts > 1:
         result.reason += f" (still so after {result.duration:.0f} s)"
     return result
+
+
+def daemons_down(ctx: Ctx) -> dict[str, str]:
+    """Hosts whose dockerd does not answer, with why."""
+    results = fan_out(list(ctx.hosts.values()), swarm_info)
+    return {name: (r.message if isinstance(r, LabError) else str(r)).split(": ", 1)[-1]
+            for name, r in results.items() if isinstance(r, BaseException)}
 
 
 def _hint(step: Step, ctx: Ctx, result: StepResult) -> str:
@@ -295,9 +313,13 @@ def run_cleanup_commands(scenario: Scenario, ctx: Ctx) -> None:
 
 
 def clean_up(scenario: Scenario, ctx: Ctx, before: dict[str, dict[str, str]], wait: float = 60.0) -> CleanupResult:
-    """Remove what the scenario made, until every host holds no more than `before`."""
+    """Remove what the scenario made, until every host holds no more than `before`.
+    A host whose dockerd does not answer is cleaned by none of this: it is named instead."""
     started = time.monotonic()
     leftovers: list[str] = []
+    down = daemons_down(ctx)
+    if down:
+        wait = 0.0  # what is left on the others will not go away by waiting for the swarm
     while True:
         run_cleanup_commands(scenario, ctx)
         # Swarm removes task containers and workers' network copies asynchronously.
@@ -308,7 +330,8 @@ def clean_up(scenario: Scenario, ctx: Ctx, before: dict[str, dict[str, str]], wa
             time.sleep(0.5)
         if not leftovers or time.monotonic() - started > wait:
             break
-    return CleanupResult(ok=not leftovers, duration=time.monotonic() - started, leftovers=leftovers)
+    return CleanupResult(ok=not leftovers and not down, duration=time.monotonic() - started, leftovers=leftovers,
+                         unreachable=[f"{h}: dockerd does not answer" for h in down])
 
 
 @contextmanager

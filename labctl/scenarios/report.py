@@ -52,8 +52,14 @@ class TerminalPrinter(Printer):
             console.print(f"  {MARKS['pass']} clean-up [dim]({result.duration:.1f} s)[/dim] - "
                           "every host as it was found")
         else:
-            console.print(f"  {MARKS['fail']} clean-up [dim]({result.duration:.1f} s)[/dim] - [red]left behind:[/red] "
-                          f"{escape(', '.join(result.leftovers))}")
+            parts = []
+            if result.unreachable:
+                parts.append(f"[red]not cleaned:[/red] {escape(', '.join(result.unreachable))}")
+            if result.leftovers:
+                parts.append(f"[red]left behind:[/red] {escape(', '.join(result.leftovers))}")
+            console.print(f"  {MARKS['fail']} clean-up [dim]({result.duration:.1f} s)[/dim] - " + "; ".join(parts))
+            console.print("    [yellow]hint:[/yellow] `labctl up` heals the lab; the next run of this scenario "
+                          "removes what is left")
 
     def scenario_end(self, result: ScenarioResult) -> None:
         color = "green" if result.status == "pass" else "red"

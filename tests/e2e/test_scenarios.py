@@ -37,19 +37,23 @@ def scen_lab(lab: LabRun) -> LabRun:
     return lab
 
 
-def host_state(lab: LabRun) -> dict[str, str]:
+STATE_BY_NAME = "docker ps -a --format '{{.Names}}' | sort; echo --; docker network ls --format '{{.Name}}' | sort; " \
+    "echo --; docker service ls --format '{{.Name}}' 2>/dev/null | sort"
+
+
+def host_state(lab: LabRun, by_name: bool = False) -> dict[str, str]:
     state = {}
     for host in HOSTS:
-        proc = lab.sh(host, STATE)
+        proc = lab.sh(host, STATE_BY_NAME if by_name else STATE)
         assert proc.returncode == 0, proc.stderr
         state[host] = proc.stdout
     return state
 
 
-def settled_state(lab: LabRun, want: dict[str, str], wait: float = 30) -> dict[str, str]:
+def settled_state(lab: LabRun, want: dict[str, str], wait: float = 30, by_name: bool = False) -> dict[str, str]:
     deadline = time.monotonic() + wait
     while True:
-        now = host_state(lab)
+        now = host_state(lab, by_name)
         if now == want or time.monotonic() > deadline:
             return now
         time.sleep(1)
@@ -150,3 +154,35 @@ def test_ctrl_c_cleans_up(scen_lab: LabRun) -> None:
     assert proc.returncode == 130, "".join(seen) + out + err
     assert "clean-up" in out and "interrupted" in err
     assert settled_state(scen_lab, before) == before
+
+
+def test_manager_dockerd_restart_during_a_run(scen_lab: LabRun) -> None:
+    """The manager's dockerd goes away mid-run: a clear failure, no hang, clean-up of what can
+    be reached; once it is back (`up` starts it), a re-run passes and the hosts are as found
+    (by name: a restarted dockerd gives its default networks new IDs)."""
+    before = host_state(scen_lab, by_name=True)
+    node = f"labctl-{scen_lab.name}-manager"
+    env = {**scen_lab.env, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "labctl", "--lab", scen_lab.name, "scenario", "run",
+                             "standalone-overlay"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "now lists test-net" in line:
+            break
+    subprocess.run(["docker", "exec", node, "sh", "-c",
+                    "pkill -x dockerd; while pgrep -x dockerd >/dev/null; do sleep 0.2; done"], check=True)
+    out, err = proc.communicate(timeout=600)
+    text = "".join(seen) + out + err
+    assert proc.returncode == 1, text
+    assert "dockerd on manager does not answer" in text, text
+    assert "`labctl up` starts it again" in text
+    assert "not cleaned: manager: dockerd does not answer" in out
+    assert "Traceback" not in err
+
+    scen_lab("up", check=True)  # dockerd back on the manager
+    rerun = scen_lab("scenario", "run", "standalone-overlay", timeout=600)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "removed what an earlier run left" in rerun.stdout
+    assert settled_state(scen_lab, before, by_name=True) == before

@@ -23,12 +23,17 @@ class FakeHost:
         self.items: dict[str, str] = {}  # 'kind id' -> 'kind name'
         self.handlers: list[tuple[str, Callable[[str], Result]]] = []
         self.commands: list[str] = []
+        self.daemon_down = False
 
     def on(self, needle: str, handler: Callable[[str], Result]) -> None:
         self.handlers.insert(0, (needle, handler))
 
     def run(self, command: str, *, sudo: bool = False, timeout: float = 60, **_: object) -> Result:
         self.commands.append(command)
+        if command.startswith("docker info --format '{{json .ServerErrors}}"):  # is dockerd there?
+            if self.daemon_down:
+                return Result(1, "", "Cannot connect to the Docker daemon at unix:///var/run/docker.sock.")
+            return Result(0, 'null\n{"LocalNodeState": "active"}\n', "")
         if command.startswith("docker ps -a --no-trunc"):  # the engine's snapshot
             return Result(0, "".join(f"{k.split()[0]} {k.split()[1]} {v.split()[1]}\n"
                                      for k, v in self.items.items()), "")
@@ -96,20 +101,21 @@ def test_until_gives_up(ctx: Ctx) -> None:
     assert result is not None and result.status == "fail" and "1/2" in result.reason
 
 
-def _scenario(steps: list[Step]) -> Scenario:
-    return Scenario("t", "test", lambda c: steps, lambda c: [("manager", "docker rm -f made")], min_workers=0)
+def _scenario(steps: list[Step], cleanup: list[tuple[str, str]] | None = None) -> Scenario:
+    return Scenario("t", "test", lambda c: steps, lambda c: cleanup or [("manager", "docker rm -f made")],
+                    min_workers=0)
 
 
-def _make(ctx: Ctx) -> Callable[[str], Result]:
+def _make(ctx: Ctx, host: str = "manager") -> Callable[[str], Result]:
     def run(_: str) -> Result:
-        ctx.hosts["manager"].items["container abc"] = "container made"  # type: ignore[attr-defined]
+        ctx.hosts[host].items["container abc"] = "container made"  # type: ignore[attr-defined]
         return Result(0, "", "")
     return run
 
 
-def _remove(ctx: Ctx) -> Callable[[str], Result]:
+def _remove(ctx: Ctx, host: str = "manager") -> Callable[[str], Result]:
     def run(_: str) -> Result:
-        ctx.hosts["manager"].items.pop("container abc", None)  # type: ignore[attr-defined]
+        ctx.hosts[host].items.pop("container abc", None)  # type: ignore[attr-defined]
         return Result(0, "", "")
     return run
 
@@ -127,6 +133,26 @@ def test_scenario_stops_at_the_first_failure_and_cleans_up(ctx: Ctx) -> None:
     assert result.cleanup is not None and result.cleanup.ok
     assert "echo later" not in host.commands  # type: ignore[attr-defined]
     assert host.items == {}  # type: ignore[attr-defined]
+
+
+def test_a_dockerd_gone_mid_run_is_named_and_the_others_are_cleaned(ctx: Ctx) -> None:
+    manager, worker = ctx.hosts["manager"], ctx.hosts["worker-1"]
+    worker.on("docker run", _make(ctx, "worker-1"))  # type: ignore[attr-defined]
+    worker.on("docker rm -f made", _remove(ctx, "worker-1"))  # type: ignore[attr-defined]
+
+    def daemon_dies(_: str) -> Result:
+        manager.daemon_down = True  # type: ignore[attr-defined]
+        return Result(125, "", "docker: Error response from daemon: Could not attach to network test-net")
+    worker.on("false", daemon_dies)  # type: ignore[attr-defined]
+    steps = [Step("made", "worker-1", "docker run --name made x"), Step("attach", "worker-1", "false",
+                                                                          hint="VXLAN blocked")]
+    result = run_scenario(_scenario(steps, cleanup=[("worker-1", "docker rm -f made")]), ctx, Printer())
+    failed = result.steps[1]
+    assert failed.status == "fail"
+    assert "dockerd on manager does not answer" in failed.hint and "VXLAN" not in failed.hint
+    assert result.cleanup is not None and not result.cleanup.ok
+    assert result.cleanup.unreachable == ["manager: dockerd does not answer"]
+    assert worker.items == {}  # type: ignore[attr-defined]  # the reachable host is cleaned
 
 
 def test_ctrl_c_still_cleans_up(ctx: Ctx) -> None:
