@@ -88,6 +88,10 @@ def test_up_recreates_a_worker_destroyed_behind_its_back(healthy_lab: LabRun) ->
     assert status.returncode == 1
     row = json.loads(status.stdout)["hosts"][1]
     assert row["provider_state"] == "not_created" and "labctl up" in row["problem"]
+    diagnosis = lab("diagnose", "--json")
+    assert diagnosis.returncode == 1
+    codes = {(f["code"], f["host"]) for f in json.loads(diagnosis.stdout)["findings"] if f["severity"] == "error"}
+    assert ("host-unreachable", "worker-1") in codes
     proc = lab("up", check=True)
     assert "3 hosts up" in proc.stdout
     assert_three_ready(lab)
@@ -124,6 +128,10 @@ def test_join_token_never_leaves_the_hosts(lab: LabRun) -> None:
     home = lab.env["LABCTL_HOME"]
     leaked = subprocess.run(["grep", "-rl", "--exclude-dir=.vagrant", token, home], capture_output=True, text=True)
     assert leaked.stdout == ""
+    keys = subprocess.run(["grep", "-rl", "--exclude-dir=.vagrant", "PRIVATE KEY", home], capture_output=True,
+                          text=True)
+    assert keys.stdout == ""  # private keys stay in Vagrant's own .vagrant/
+    assert "PRIVATE KEY" not in lab("status", "--json").stdout
     mode = subprocess.run(["stat", "-c", "%a", f"{home}/labs/{lab.name}/state.json"],
                           capture_output=True, text=True).stdout.strip()
     assert mode == "600"
@@ -145,6 +153,10 @@ def test_second_command_on_the_same_lab_is_refused(lab: LabRun) -> None:
 
 CTRL_C_LAB = "e2e-ctrlc"
 CTRL_C_SUBNET = "192.168.63.0/24"
+
+
+def machine_rules() -> str:
+    return subprocess.run(["iptables", "-S", "DOCKER-USER"], capture_output=True, text=True).stdout
 
 
 def lab_containers(name: str) -> list[str]:
@@ -177,6 +189,10 @@ def test_ctrl_c_during_up_resumes_and_down_leaves_nothing(lab: LabRun) -> None:
         swarms = {lab.sh(h, "docker info --format '{{.Swarm.Cluster.ID}}'").stdout.strip() for h in ["manager"]}
         assert len(swarms) == 1
 
+        # a fault on this machine's path between two nodes: `down` must take it away too
+        lab("fault", "add", "worker-1", "path-drop", "--peer", "manager", "--port", "7946/tcp", check=True)
+        assert "labctl-fault-" in machine_rules()
+
         volumes = subprocess.run(["docker", "inspect", "-f", "{{range .Mounts}}{{.Name}} {{end}}",
                                   *lab_containers(CTRL_C_LAB)], capture_output=True, text=True).stdout.split()
         assert len(volumes) == 3
@@ -188,6 +204,7 @@ def test_ctrl_c_during_up_resumes_and_down_leaves_nothing(lab: LabRun) -> None:
         assert nets == []
         left = subprocess.run(["docker", "volume", "ls", "-q"], capture_output=True, text=True).stdout.split()
         assert not set(volumes) & set(left)
+        assert "labctl-fault-" not in machine_rules()
         assert lab("status").returncode == 1
     finally:
         lab("down")
