@@ -12,7 +12,7 @@ from labctl.ssh import Host, fan_out
 
 from . import firewall
 from .evidence import DEFAULT_DATA_PORT, SPORT_BASE, Evidence, HostFacts, Probe, RuleHit, plan_probes, read_captures
-from .runner import WireJob, cleanup, run_json, signal_file, touch_all
+from .runner import WireJob, barrier, run_json, signal_file
 
 READY_TIMEOUT = 8.0
 
@@ -62,16 +62,8 @@ def _probe(lab: Lab, hosts: dict[str, Host], ev: Evidence, plan: list[Probe], po
         }
         jobs.append(WireJob(hosts[name], config, timeout=30).start())
     local_before = firewall.local_counters() if lab.spec.provider == "docker" else {}
-    deadline = time.monotonic() + READY_TIMEOUT
-    for job in jobs:
-        job.ready.wait(max(0.0, deadline - time.monotonic()))
-    try:
-        touch_all(jobs, "go_file")
-        for job in jobs:
-            job.join()
-    finally:
-        if any(j.result is None for j in jobs):
-            cleanup(jobs, "go_file")
+    with barrier(jobs, "go_file", READY_TIMEOUT):
+        pass  # the probes go out once every capture is open
     local_after = firewall.local_counters() if local_before else {}
     packets, send_errors = {}, {}
     for job in jobs:

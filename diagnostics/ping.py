@@ -18,7 +18,7 @@ from labctl.ssh import Host, fan_out
 from .collect import data_port
 from .evidence import HostFacts
 from .firewall import describe
-from .runner import WireJob, cleanup, run_json, signal_file, touch_all
+from .runner import WireJob, barrier, run_json, signal_file
 
 
 @dataclass
@@ -131,19 +131,11 @@ def trace(lab: Lab, src: str, dst: str, count: int = 3) -> PingTrace:
                "filter": f"udp port {t.data_port} and host {peer}", "stream": False, "counters": True,
                "seconds": 20, "stop_file": signal_file("stop")}
         jobs.append(WireJob(host, cfg, timeout=40).start())
-    for j in jobs:
-        j.ready.wait(8)
-    try:
+    with barrier(jobs, "stop_file", 8):
         r = sh.run(f"docker exec {shlex.quote(a.container)} ping -c {count} -i 0.2 -W 1 {dst_ip}",
                    sudo=True, timeout=30)
         t.ping_output = r.out.strip() or r.err.strip()
         t.received = _received(r.out)
-        touch_all(jobs, "stop_file")
-        for j in jobs:
-            j.join()
-    finally:
-        if any(j.result is None for j in jobs):
-            cleanup(jobs, "stop_file")
     for j in jobs:
         if j.result is None:
             raise LabError(f"{j.host.name}: the capture failed: {j.error}")

@@ -6,7 +6,9 @@ import json
 import secrets
 import shlex
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,3 +99,20 @@ def cleanup(jobs: list[WireJob], key: str) -> None:
     fan_out([j.host for j in jobs],
             lambda h: h.run("rm -f " + " ".join(shlex.quote(j.config[key]) for j in jobs if j.host is h),
                             sudo=True, timeout=10))
+
+
+@contextmanager
+def barrier(jobs: list[WireJob], key: str, ready_timeout: float) -> Iterator[None]:
+    """Wait until every job's capture is open, run the body (nothing, or the traffic to watch),
+    then signal every job through its `key` file and wait for all; a failed run's files are removed."""
+    deadline = time.monotonic() + ready_timeout
+    for job in jobs:
+        job.ready.wait(max(0.0, deadline - time.monotonic()))
+    try:
+        yield
+        touch_all(jobs, key)
+        for job in jobs:
+            job.join()
+    finally:
+        if any(j.result is None for j in jobs):
+            cleanup(jobs, key)
