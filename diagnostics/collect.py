@@ -11,7 +11,7 @@ from labctl.lab import Lab
 from labctl.ssh import Host, fan_out
 
 from . import firewall
-from .evidence import DEFAULT_DATA_PORT, SPORT_BASE, Evidence, HostFacts, Probe, RuleHit, plan_probes, read_captures
+from .evidence import DEFAULT_DATA_PORT, SPORT_BASE, Evidence, HostFacts, Probe, plan_probes, read_captures
 from .runner import WireJob, barrier, run_json, signal_file
 
 READY_TIMEOUT = 8.0
@@ -72,9 +72,7 @@ def _probe(lab: Lab, hosts: dict[str, Host], ev: Evidence, plan: list[Probe], po
             continue
         packets[job.host.name] = job.result["packets"]
         send_errors[job.host.name] = job.result.get("send_errors", {})
-        ev.rule_hits += [RuleHit(host=job.host.name, **{k: h[k] for k in
-                                                       ("backend", "table", "chain", "rule", "target", "pkts")})
-                         for h in job.result.get("rule_hits", [])]
+        ev.rule_hits += firewall.hits_from_saves(job.host.name, job.result)
     read_captures(plan, packets, send_errors)
     if local_before:
         ev.path_rule_hits += firewall.delta("this machine", local_before, local_after)

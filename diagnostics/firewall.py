@@ -49,6 +49,16 @@ def delta(host: str, before: dict[str, dict[str, Any]], after: dict[str, dict[st
     return hits
 
 
+def hits_from_saves(host: str, result: dict[str, Any]) -> list[RuleHit]:
+    """The DROP/REJECT rules that counted packets between the `iptables-save -c` texts a
+    host-side script took before and after (per backend)."""
+    before, after = result.get("counters_before") or {}, result.get("counters_after") or {}
+    hits: list[RuleHit] = []
+    for tool, text in after.items():
+        hits += delta(host, parse_counters(before.get(tool, ""), tool), parse_counters(text, tool))
+    return hits
+
+
 def local_counters() -> dict[str, dict[str, Any]]:
     """This machine's counters (the path between docker-provider nodes); empty when unreadable."""
     if shutil.which("iptables-save") is None:

@@ -15,8 +15,9 @@ from labctl.errors import LabError, UsageError
 from labctl.lab import Lab
 from labctl.ssh import Host, fan_out
 
+from . import firewall
 from .collect import data_port
-from .evidence import HostFacts
+from .evidence import HostFacts, RuleHit
 from .firewall import describe
 from .runner import WireJob, barrier, run_json, signal_file
 
@@ -150,8 +151,8 @@ def trace(lab: Lab, src: str, dst: str, count: int = 3) -> PingTrace:
     t.echo_arrived = icmp(recv["packets"], "in", 8, a_ip, b_ip)
     t.reply_encapsulated = icmp(recv["packets"], "out", 0, b_ip, a_ip)
     t.reply_arrived = icmp(sent["packets"], "in", 0, b_ip, a_ip)
-    t.receiver_rules = [describe_hit(b.host, h) for h in recv.get("rule_hits", []) if _udp_rule(h, t.data_port)]
-    t.sender_rules = [describe_hit(a.host, h) for h in sent.get("rule_hits", []) if _udp_rule(h, t.data_port)]
+    t.receiver_rules = [describe(h) for h in firewall.hits_from_saves(b.host, recv) if _udp_rule(h, t.data_port)]
+    t.sender_rules = [describe(h) for h in firewall.hits_from_saves(a.host, sent) if _udp_rule(h, t.data_port)]
     judge(t)
     return t
 
@@ -162,14 +163,8 @@ def _swarm_port(lab: Lab, hosts: dict[str, Host]) -> int:
     return int(r.out.strip()) if r.ok and r.out.strip().isdigit() and int(r.out.strip()) else 4789
 
 
-def describe_hit(host: str, h: dict[str, Any]) -> str:
-    from .evidence import RuleHit
-
-    return describe(RuleHit(host=host, **{k: h[k] for k in ("backend", "table", "chain", "rule", "target", "pkts")}))
-
-
-def _udp_rule(h: dict[str, Any], port: int) -> bool:
-    rule = h["rule"]
+def _udp_rule(h: RuleHit, port: int) -> bool:
+    rule = h.rule
     return rule.startswith("-P ") or ("udp" in rule and str(port) in rule) or "-p" not in rule
 
 

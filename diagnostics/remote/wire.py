@@ -15,7 +15,6 @@ import base64
 import io
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -38,43 +37,15 @@ def say(text):
     sys.stdout.flush()
 
 
-def iptables_counters():
-    """Packet counters of every rule and chain policy (iptables-save -c, nft and legacy backends)."""
-    rules = {}
+def iptables_saves():
+    """`iptables-save -c` of every backend (nft and legacy): parsed on labctl's side."""
+    saves = {}
     for tool in ("iptables-save", "iptables-legacy-save"):
         try:
-            out = subprocess.run([tool, "-c"], capture_output=True, text=True, timeout=5).stdout
+            saves[tool] = subprocess.run([tool, "-c"], capture_output=True, text=True, timeout=5).stdout
         except (OSError, subprocess.TimeoutExpired):
             continue
-        table = ""
-        seen = {}
-        for line in out.splitlines():
-            if line.startswith("*"):
-                table = line[1:]
-            m = re.match(r"^:(\S+) (\S+) \[(\d+):\d+\]", line)
-            if m and m.group(2) != "-":
-                rules[f"{tool}|{table}|{m.group(1)}|policy"] = {
-                    "backend": tool, "table": table, "chain": m.group(1), "rule": f"-P {m.group(1)} {m.group(2)}",
-                    "target": m.group(2), "pkts": int(m.group(3))}
-            m = re.match(r"^\[(\d+):\d+\] (-A (\S+) .*)$", line)
-            if m:
-                rule, chain = m.group(2), m.group(3)
-                n = seen.get(rule, 0)
-                seen[rule] = n + 1
-                t = re.search(r" -j (\S+)", rule)
-                rules[f"{tool}|{table}|{rule}|{n}"] = {
-                    "backend": tool, "table": table, "chain": chain, "rule": rule,
-                    "target": t.group(1) if t else "", "pkts": int(m.group(1))}
-    return rules
-
-
-def counter_delta(before, after):
-    hits = []
-    for key, a in after.items():
-        b = before.get(key, {"pkts": 0})
-        if a["pkts"] > b["pkts"] and a["target"] in ("DROP", "REJECT"):
-            hits.append({**a, "pkts": a["pkts"] - b["pkts"]})
-    return hits
+    return saves
 
 
 def decode(pkt, me, data_ports):
@@ -172,7 +143,7 @@ def probe_mode():
         CFG["iface"] = underlay(CFG["peers"][0]) if CFG.get("peers") else "eth1"
     for port in data_ports:
         bind_layers(UDP, VXLAN, dport=port)
-    before = iptables_counters()
+    before = iptables_saves()
     sniffer = AsyncSniffer(iface=CFG["iface"], filter=f"icmp or ((tcp or udp) and portrange {SPORTS})", store=True,
                            started_callback=lambda: say("READY"))
     sniffer.start()
@@ -191,21 +162,21 @@ def probe_mode():
                 time.sleep(CFG.get("gap", 0.3))
         time.sleep(CFG.get("wait", 1.2))
     sniffer.stop()
-    after = iptables_counters()
+    after = iptables_saves()
     packets = [decode(p, me, data_ports) for p in (sniffer.results or [])]
     try:
         os.unlink(CFG["go_file"])
     except OSError:
         pass
     say("RESULT " + json.dumps({"go": go, "sent_at": sent_at, "send_errors": errors, "packets": packets,
-                                "rule_hits": counter_delta(before, after)}))
+                                "counters_before": before, "counters_after": after}))
 
 
 def capture_mode():
     me, data_ports = CFG.get("me", ""), set(CFG.get("data_ports", [4789]))
     for port in data_ports:
         bind_layers(UDP, VXLAN, dport=port)
-    before = iptables_counters() if CFG.get("counters") else {}
+    before = iptables_saves() if CFG.get("counters") else {}
     buf = io.BytesIO()
     writer = PcapWriter(buf, sync=True, linktype=1)
     decoded = []
@@ -239,7 +210,7 @@ def capture_mode():
     if not stream:
         result["packets"] = decoded
     if CFG.get("counters"):
-        result["rule_hits"] = counter_delta(before, iptables_counters())
+        result["counters_before"], result["counters_after"] = before, iptables_saves()
     say("RESULT " + json.dumps(result))
 
 
