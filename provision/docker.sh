@@ -14,6 +14,11 @@ if docker info >/dev/null 2>&1; then
   exit 0
 fi
 
+if ! pgrep -x dockerd >/dev/null 2>&1; then
+  # A host restarted without a clean dockerd stop keeps its pid files; when the old
+  # pid now belongs to another process, dockerd refuses to start ("pid file found").
+  rm -f /var/run/docker.pid /var/run/docker/containerd/containerd.pid
+fi
 if [ -d /run/systemd/system ]; then
   systemctl enable --now docker >/dev/null 2>&1 || systemctl restart docker
 else

@@ -65,6 +65,8 @@ def test_second_up_changes_nothing(lab: LabRun) -> None:
 def test_up_restarts_a_stopped_dockerd(healthy_lab: LabRun) -> None:
     lab = healthy_lab
     lab.sh("worker-1", "pkill -x dockerd; while pgrep -x dockerd >/dev/null; do sleep 0.2; done")
+    # as after a host restart: a stale pid file whose pid now belongs to a live process
+    lab.sh("worker-1", "echo 1 > /var/run/docker.pid")
     status = json.loads(lab("status", "--json").stdout)
     assert status["healthy"] is False
     assert status["hosts"][1]["problem"] == "dockerd is not running"
