@@ -34,7 +34,10 @@ LAB_FILE_NAME = "labctl.toml"
 # (name, role, host number in the subnet); aliases host1.. follow this order.
 DEFAULT_HOSTS = (("manager", "manager", 10), ("worker-1", "worker", 11), ("worker-2", "worker", 12))
 
-_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+_NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")  # host names
+# A lab's name becomes a folder, Docker resource and VM names: a plain word, never a path.
+LAB_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,30}$")
+LAB_NAME_RULE = "lower-case letters, digits and '-', starting with a letter or digit, at most 31"
 _LAB_KEYS = {"name", "subnet", "provider", "box", "node_image", "memory", "cpus", "ssh_user", "ssh_key",
              "host_keys"}
 _HOST_KEYS = {"role", "ip", "ssh_host", "ssh_port", "ssh_user", "ssh_key"}
@@ -167,8 +170,8 @@ def build_spec(
         return value
 
     name = get("name", str, DEFAULT_NAME)
-    if not _NAME_RE.match(name):
-        raise _fail(source, "lab.name", f"'{name}' must be lower-case letters, digits and '-' (max 31)", text)
+    if not LAB_NAME_RE.fullmatch(name):
+        raise _fail(source, "lab.name", f"{name!r} must be {LAB_NAME_RULE}", text)
     provider = get("provider", str, None)
     if provider in ("auto", ""):
         provider = None
@@ -207,6 +210,14 @@ def build_spec(
     )
 
 
+def check_lab_name(name: str, source: str) -> str:
+    """A lab name from the command line, the environment or a lab file, or a usage error."""
+    if not LAB_NAME_RE.fullmatch(name):
+        raise UsageError(f"{source}: {name!r} is not a lab name ({LAB_NAME_RULE})",
+                         hint="e.g. --lab lab2; `labctl status --all` lists the labs")
+    return name
+
+
 def _covering_subnet(raw_hosts: Any) -> str:
     """For existing hosts without a subnet: the smallest network holding their addresses."""
     addrs = []
@@ -238,7 +249,7 @@ def _build_hosts(
     for index, (name, fields) in enumerate(raw_hosts.items()):
         if not isinstance(fields, dict):
             raise _fail(source, f"hosts.{name}", "must be a table", text)
-        if not _NAME_RE.match(name) or re.match(r"^host\d+$", name):
+        if not _NAME_RE.fullmatch(name) or re.match(r"^host\d+$", name):
             raise _fail(source, f"hosts.{name}", "is not a valid host name (lower-case, digits, '-'; not hostN)", text)
         for key in fields:
             if key not in _HOST_KEYS:
@@ -281,7 +292,7 @@ def _ssh_fields(name: str, fields: dict[str, Any], defaults: dict[str, Any], exi
             raise _fail(source, f"hosts.{name}.{given[0]}", 'only applies with provider = "existing"', text)
         return {}
     ssh_host = fields.get("ssh_host")
-    if not isinstance(ssh_host, str) or not _SSH_HOST_RE.match(ssh_host):
+    if not isinstance(ssh_host, str) or not _SSH_HOST_RE.fullmatch(ssh_host):
         raise _fail(source, f"hosts.{name}.ssh_host",
                     "must be a host name or address (letters, digits, '.', '-', ':')" if ssh_host
                     else "is required for existing hosts", text)
@@ -289,7 +300,7 @@ def _ssh_fields(name: str, fields: dict[str, Any], defaults: dict[str, Any], exi
     if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
         raise _fail(source, f"hosts.{name}.ssh_port", f"must be a port number, not {port!r}", text)
     user = fields.get("ssh_user", defaults.get("ssh_user")) or "root"
-    if not isinstance(user, str) or not re.match(r"^[a-z_][a-z0-9_.-]{0,31}$", user):
+    if not isinstance(user, str) or not re.fullmatch(r"[a-z_][a-z0-9_.-]{0,31}", user):
         raise _fail(source, f"hosts.{name}.ssh_user", f"{user!r} is not a user name", text)
     key = fields.get("ssh_key", defaults.get("ssh_key"))
     if key is not None and (not isinstance(key, str) or not key or "\0" in key):

@@ -14,8 +14,11 @@ from typing import Any
 
 from .errors import LabError
 from .paths import lab_dir, labs_dir
-from .spec import LabSpec
+from .spec import LAB_NAME_RE, LabSpec, check_lab_name
 from .ssh import Endpoint
+
+# Written into every state folder labctl makes: only such a folder is ever deleted.
+MARKER = ".labctl-lab"
 
 
 def write_private(path: Path, text: str) -> None:
@@ -32,7 +35,7 @@ def write_private(path: Path, text: str) -> None:
 
 class LabState:
     def __init__(self, name: str):
-        self.name = name
+        self.name = check_lab_name(name, "lab name")
         self.dir = lab_dir(name)
 
     @property
@@ -59,8 +62,12 @@ class LabState:
         return self.spec_path.is_file()
 
     def ensure_dir(self) -> None:
+        _check_inside(self.dir)
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.dir, 0o700)
+        marker = self.dir / MARKER
+        if not marker.exists():
+            marker.write_text(f"state of labctl lab {self.name}\n")
 
     def _read_json(self, path: Path) -> dict[str, Any]:
         try:
@@ -101,7 +108,7 @@ class LabState:
         raw = self.load().get("endpoints", {})
         try:
             return {name: Endpoint.from_json(ep) for name, ep in raw.items()}
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, LabError) as exc:
             raise LabError(f"state file {self.state_path} is damaged ({exc})",
                            hint="delete it; `labctl up` asks the provider again") from None
 
@@ -110,11 +117,34 @@ class LabState:
         data["endpoints"] = {name: ep.to_json() for name, ep in endpoints.items()}
         self.save(data)
 
+    def made_by_labctl(self) -> bool:
+        return (self.dir / MARKER).is_file() or self.spec_path.is_file()
+
     def remove(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
+        """Delete the lab's state folder: only a folder labctl made, inside its own state folder,
+        checked right before deleting."""
+        if not self.dir.exists() and not self.dir.is_symlink():
+            return
+        _check_inside(self.dir)
+        if not self.made_by_labctl():
+            raise LabError(f"{self.dir} was not made by labctl: not deleting it",
+                           hint="remove it by hand if it is really yours to remove")
+        try:
+            shutil.rmtree(self.dir)  # never follows symbolic links inside the folder
+        except OSError as exc:
+            raise LabError(f"cannot remove the lab's state folder {self.dir}: {exc.strerror or exc}") from None
+
+
+def _check_inside(path: Path) -> None:
+    """Refuse a lab folder that is a symbolic link or resolves outside labctl's own labs folder."""
+    root = labs_dir().resolve()
+    if path.is_symlink() or path.resolve().parent != root:
+        raise LabError(f"refusing to touch {path}: it is not a folder of its own inside {root}",
+                       hint="a lab's state folder must be a plain folder in labctl's state folder")
 
 
 def all_labs() -> list[str]:
     if not labs_dir().is_dir():
         return []
-    return sorted(p.name for p in labs_dir().iterdir() if (p / "lab.json").is_file())
+    return sorted(p.name for p in labs_dir().iterdir()
+                  if LAB_NAME_RE.fullmatch(p.name) and not p.is_symlink() and (p / "lab.json").is_file())

@@ -169,3 +169,17 @@ def test_existing_hosts_unsafe_or_missing_fields(tmp_path: Path, change: tuple[s
 def test_ssh_fields_only_for_existing_hosts() -> None:
     with pytest.raises(UsageError, match="only applies"):
         build_spec({"hosts": {"manager": {"ssh_host": "1.2.3.4"}}})
+
+
+@pytest.mark.parametrize("field,value", [("ssh_user", "root\n"), ("ssh_host", "10.0.0.1\n")])
+def test_a_trailing_newline_is_not_a_valid_ssh_field(field: str, value: str) -> None:
+    hosts = {n: {"ssh_host": "10.0.0.1", "ip": f"10.0.0.{i}"} for i, n in enumerate(["manager", "w1", "w2"], 10)}
+    hosts["manager"]["role"] = "manager"
+    hosts["w1"][field] = value
+    with pytest.raises(UsageError, match=rf"hosts\.w1\.{field}"):
+        build_spec({"lab": {"provider": "existing", "subnet": "10.0.0.0/24"}, "hosts": hosts})
+
+
+def test_a_trailing_newline_is_not_a_lab_name() -> None:
+    with pytest.raises(UsageError, match=r"lab\.name"):
+        build_spec({"lab": {"name": "lab\n"}})
