@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from pathlib import Path
 
+from . import validate
 from .backends.docker_host import docker
 from .errors import LabError, UsageError
 from .ssh import Host, fan_out, raise_first
@@ -18,11 +18,12 @@ def export(names: list[str], workdir: Path) -> Path:
     for name in names:
         if Path(name).suffix in (".tar", ".gz") and not Path(name).exists():
             raise UsageError(f"tarball {name} does not exist")
+        validate.image(name, hint="give local image names (alpine, nginx:1.27) or one `docker save` tarball")
         if docker("image", "inspect", name).returncode != 0:
             raise UsageError(f"image {name} is not in this machine's Docker",
                              hint=f"`docker pull {name}` or build it first, or pass a `docker save` tarball")
     path = workdir / "images.tar"
-    proc = subprocess.run(["docker", "save", "-o", str(path), *names], capture_output=True, text=True)
+    proc = docker("save", "-o", str(path), *names, timeout=900)
     if proc.returncode != 0:
         raise LabError(f"`docker save` failed: {proc.stderr.strip()}")
     return path
@@ -37,5 +38,9 @@ def load_into(host: Host, data: bytes) -> str:
 
 def load(hosts: list[Host], names: list[str]) -> dict[str, str]:
     with tempfile.TemporaryDirectory(prefix="labctl-images-") as tmp:
-        data = export(names, Path(tmp)).read_bytes()  # read once, sent to every host at once
+        tarball = export(names, Path(tmp))
+        try:
+            data = tarball.read_bytes()  # read once, sent to every host at once
+        except OSError as exc:
+            raise UsageError(f"cannot read {tarball}: {exc.strerror or exc}") from None
         return raise_first(fan_out(hosts, lambda h: load_into(h, data)))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .errors import LabError
-from .paths import PROVISION_DIR
+from .paths import provision_dir
 from .ssh import Host, fan_out, raise_first
 
 PROVISIONERS = ("docker.sh", "tools.sh")
@@ -13,7 +13,7 @@ def script() -> bytes:
     """All provisioners as one script: one SSH round trip per host."""
     parts = [b"set -e\n"]
     for name in PROVISIONERS:
-        body = (PROVISION_DIR / name).read_bytes()
+        body = (provision_dir() / name).read_bytes()
         parts.append(b"(\n" + body + b"\n) || { echo \"provisioner " + name.encode() + b" failed\" >&2; exit 1; }\n")
     return b"".join(parts)
 

@@ -7,19 +7,21 @@ fan-out runs one thread per host.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shlex
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 import paramiko
 
+from . import validate
 from .errors import HostUnreachable, LabError
 
 logging.getLogger("paramiko").setLevel(logging.CRITICAL)
@@ -44,7 +46,10 @@ class Endpoint:
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> Endpoint:
-        return cls(str(data["hostname"]), int(str(data["port"])), str(data["user"]), str(data["key_file"]))
+        hostname, user = str(data["hostname"]), str(data["user"])
+        if not hostname or not user or hostname.startswith("-") or user.startswith("-"):
+            raise ValueError("no SSH host or user")  # they reach ssh's command line
+        return cls(hostname, validate.port(data["port"]), user, str(data["key_file"]))
 
     @property
     def address(self) -> str:
@@ -98,6 +103,26 @@ class _AcceptNewKeys(paramiko.MissingHostKeyPolicy):
         client.get_host_keys().add(hostname, key.get_name(), key)
 
 
+def _ssh_path(path: str) -> str:
+    """A path as an ssh -o value: ssh splits values at blanks and expands %-tokens in paths."""
+    return '"' + path.replace("%", "%%").replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def client_argv(endpoint: Endpoint) -> list[str]:
+    """The OpenSSH client's arguments for an endpoint, with the same host-key policy as `Host`:
+    Vagrant hosts unchecked (as `vagrant ssh` does), existing hosts against known_hosts."""
+    if endpoint.host_keys == "vagrant":
+        keys = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+    else:
+        check = "accept-new" if endpoint.host_keys == "accept-new" else "yes"
+        keys = ["-o", f"StrictHostKeyChecking={check}",
+                "-o", f"UserKnownHostsFile={_ssh_path(str(known_hosts_path()))}"]
+    identity = (["-o", f"IdentityFile={_ssh_path(endpoint.key_file)}", "-o", "IdentitiesOnly=yes"]
+                if endpoint.key_file else [])
+    return ["ssh", "-p", str(endpoint.port), *identity, *keys, "-o", "LogLevel=ERROR",
+            "-l", endpoint.user, "--", endpoint.hostname]
+
+
 class Host:
     """One SSH connection to a lab host, opened on first use, shared by threads."""
 
@@ -116,22 +141,55 @@ class Host:
                     return transport
                 self._client.close()
                 self._client = None
-            client = paramiko.SSHClient()
-            ep = self.endpoint
-            if ep.host_keys == "vagrant":
-                client.set_missing_host_key_policy(_AcceptVagrantKeys())
-            else:
-                if known_hosts_path().is_file():
-                    client.get_host_keys().load(str(known_hosts_path()))
-                client.set_missing_host_key_policy(
-                    _AcceptNewKeys() if ep.host_keys == "accept-new" else paramiko.RejectPolicy())
+            client = self._connect()
+            transport = client.get_transport()
+            assert transport is not None
+            transport.set_keepalive(15)
+            self._client = client
+            return transport
+
+    def _client_for(self) -> paramiko.SSHClient:
+        client = paramiko.SSHClient()
+        if self.endpoint.host_keys == "vagrant":
+            client.set_missing_host_key_policy(_AcceptVagrantKeys())
+        else:
+            if known_hosts_path().is_file():
+                client.get_host_keys().load(str(known_hosts_path()))
+            client.set_missing_host_key_policy(
+                _AcceptNewKeys() if self.endpoint.host_keys == "accept-new" else paramiko.RejectPolicy())
+        return client
+
+    def _load_key(self) -> tuple[paramiko.PKey | None, LabError | None]:
+        """The key file's key, or why it cannot be used (told once the host answers)."""
+        if not self.endpoint.key_file:
+            return None, None
+        try:
+            return paramiko.PKey.from_path(self.endpoint.key_file), None
+        except (OSError, ValueError, paramiko.SSHException) as exc:
+            return None, LabError(f"{self.name}: cannot use the SSH key {self.endpoint.key_file} ({exc})",
+                                  hint="check ssh_key in the lab file (an unencrypted private key)")
+
+    def _connect(self) -> paramiko.SSHClient:
+        """Connect and log in. A host whose sshd is not up yet (connection refused, no banner,
+        the connection closed during key exchange) is tried again with a short backoff until
+        `connect_timeout`, the budget of the whole connection set-up; a refused login or host
+        key is final."""
+        ep = self.endpoint
+        deadline = time.monotonic() + self.connect_timeout
+        pause = 0.1
+        # Loaded here, not by paramiko: with key_filename a refused login surfaces as the
+        # last key format paramiko tried, indistinguishable from an unreachable host.
+        pkey, key_error = self._load_key()
+        while True:
+            client = self._client_for()
+            budget = max(0.2, deadline - time.monotonic())
             try:
                 client.connect(
-                    ep.hostname, port=ep.port, username=ep.user, key_filename=ep.key_file or None,
-                    timeout=self.connect_timeout, banner_timeout=self.connect_timeout,
-                    auth_timeout=self.connect_timeout, allow_agent=not ep.key_file,
+                    ep.hostname, port=ep.port, username=ep.user, pkey=pkey,
+                    timeout=budget, banner_timeout=budget, auth_timeout=budget, allow_agent=not ep.key_file,
                     look_for_keys=not ep.key_file,
                 )
+                return client
             except paramiko.BadHostKeyException:
                 client.close()
                 raise LabError(
@@ -142,6 +200,8 @@ class Host:
                 ) from None
             except paramiko.AuthenticationException:
                 client.close()
+                if key_error is not None:
+                    raise key_error from None
                 raise LabError(f"{self.name}: SSH login as {ep.user} at {ep.address} was refused",
                                hint="check ssh_user and ssh_key in the lab file") from None
             except paramiko.SSHException as exc:
@@ -152,19 +212,21 @@ class Host:
                         hint='to record it, set host_keys = "accept-new" in the lab file or pass '
                         "--accept-new-host-keys to `labctl up`",
                     ) from None
-                raise HostUnreachable(f"{self.name} does not answer SSH at {ep.address} ({exc})",
-                                      hint="is the host up? `labctl status`") from None
+                if key_error is not None and "authentication" in str(exc):
+                    raise key_error from None  # the host answered; labctl had no key to offer
+                failure: BaseException = exc
+                hint = "is the host up? `labctl status`"
             except (OSError, EOFError) as exc:
                 client.close()
+                failure = exc
+                hint = "is the lab up? `labctl status` shows each host; `labctl up` brings it back"
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise HostUnreachable(
-                    f"{self.name} does not answer SSH at {ep.address} ({exc or type(exc).__name__})",
-                    hint="is the lab up? `labctl status` shows each host; `labctl up` brings it back",
-                ) from None
-            transport = client.get_transport()
-            assert transport is not None
-            transport.set_keepalive(15)
-            self._client = client
-            return transport
+                    f"{self.name} does not answer SSH at {ep.address} ({failure or type(failure).__name__})",
+                    hint=hint) from None
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 1.0)
 
     def run(
         self,
@@ -179,7 +241,12 @@ class Host:
         """Run a shell command; a deadline ends it, output is drained as it comes."""
         if sudo:
             command = "sudo -n sh -c " + shlex.quote(command)
-        channel = self._transport().open_session()
+        try:
+            channel = self._transport().open_session()
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            self.close()  # the next command opens a new connection
+            raise HostUnreachable(f"{self.name}: cannot open an SSH session ({exc or type(exc).__name__})",
+                                  hint="`labctl status`") from None
         deadline = time.monotonic() + timeout
         out, err = bytearray(), bytearray()
         pending = b""
@@ -227,6 +294,13 @@ class Host:
             raise LabError(f"{self.name}: `{_shorten(command)}` failed (exit {rc}): {result.tail(3)}")
         return result
 
+    def abort(self) -> None:
+        """Close the connection now, from any thread, without waiting for one being opened:
+        commands running on it end."""
+        client = self._client
+        if client is not None:
+            client.close()
+
     def close(self) -> None:
         with self._lock:
             if self._client is not None:
@@ -239,19 +313,41 @@ def _shorten(command: str, width: int = 80) -> str:
     return command if len(command) <= width else command[: width - 3] + "..."
 
 
+def background(work: Callable[[], T]) -> Future[T]:
+    """Run `work` in a daemon thread: an interrupted command exits without waiting for it."""
+    future: Future[T] = Future()
+
+    def target() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(work())
+        except BaseException as exc:  # handed to whoever reads the future
+            future.set_exception(exc)
+
+    threading.Thread(target=target, daemon=True).start()
+    return future
+
+
 def fan_out(hosts: Iterable[Host], work: Callable[[Host], T]) -> dict[str, T | BaseException]:
-    """Run `work` on every host at once; each host's result or exception, by name."""
+    """Run `work` on every host at once; each host's result or exception, by name.
+    Ctrl-C returns at once: the hosts' connections are closed, which ends their commands,
+    and the threads are not waited for."""
     hosts = list(hosts)
     results: dict[str, T | BaseException] = {}
-    if not hosts:
-        return results
-    with ThreadPoolExecutor(max_workers=len(hosts)) as pool:
-        futures = {h.name: pool.submit(work, h) for h in hosts}
+    futures = {h.name: background(functools.partial(work, h)) for h in hosts}
+    try:
         for name, future in futures.items():
             try:
                 results[name] = future.result()
             except Exception as exc:
                 results[name] = exc
+    except BaseException:
+        for future in futures.values():
+            future.cancel()
+        for host in hosts:
+            host.abort()
+        raise
     return results
 
 

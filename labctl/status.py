@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 from .errors import LabError
 from .lab import Lab
-from .ssh import Host, fan_out
+from .ssh import Host, background, fan_out
 from .swarm import NodeEntry, SwarmInfo, node_list
 
 PROBE = "docker version --format '{{.Server.Version}}' 2>/dev/null || echo; docker info --format '{{json .Swarm}}'"
@@ -44,25 +43,24 @@ def _probe(host: Host) -> tuple[str, SwarmInfo | None]:
 def collect(lab: Lab, provider_states: dict[str, str] | None = None) -> list[HostStatus]:
     """Every host's status; the provider's own report is asked for unless given."""
     spec = lab.spec
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        states_future = pool.submit(lab.backend().states) if provider_states is None else None
+    states_future = background(lab.backend().states) if provider_states is None else None
+    try:
+        hosts = lab.hosts(connect_timeout=3)
+    except LabError:
+        hosts = {}
+    probes = fan_out(list(hosts.values()), _probe)
+    nodes: dict[str, NodeEntry] = {}
+    manager_version = probes.get(spec.manager.name)
+    if isinstance(manager_version, tuple) and manager_version[1] and manager_version[1].is_manager:
         try:
-            hosts = lab.hosts(connect_timeout=3)
+            nodes = {n.node_id: n for n in node_list(hosts[spec.manager.name])}
         except LabError:
-            hosts = {}
-        probes = fan_out(list(hosts.values()), _probe)
-        nodes: dict[str, NodeEntry] = {}
-        manager_version = probes.get(spec.manager.name)
-        if isinstance(manager_version, tuple) and manager_version[1] and manager_version[1].is_manager:
-            try:
-                nodes = {n.node_id: n for n in node_list(hosts[spec.manager.name])}
-            except LabError:
-                pass
-        if states_future is not None:
-            try:
-                provider_states = states_future.result()
-            except LabError:
-                provider_states = {}
+            pass
+    if states_future is not None:
+        try:
+            provider_states = states_future.result()
+        except LabError:
+            provider_states = {}
     endpoints = lab.endpoints()
     rows = []
     for h in spec.hosts:

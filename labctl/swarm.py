@@ -1,8 +1,9 @@
 """Swarm init, join, heal and verification, over SSH.
 
-The join token is read from the manager and handed to each worker on the
-command's standard input: it never appears on a command line, in a file, a log
-or the terminal.
+This module alone reads the join token and joins workers. The token is read from
+the manager's output and handed to the worker's dockerd in the body of an Engine
+API request, on the standard input of the command that sends it: it never
+appears on any process's command line, in a file, a log or the terminal.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ import json
 import time
 from dataclasses import dataclass
 
+from . import validate
 from .errors import LabError
 from .spec import HostSpec, LabSpec
-from .ssh import Host, fan_out, raise_first
+from .ssh import Host, Result, fan_out, raise_first
 
 
 @dataclass(frozen=True)
@@ -73,18 +75,28 @@ def swarm_info(host: Host) -> SwarmInfo:
     # Newer clients exit 0 when the daemon is down and say so only in ServerErrors.
     result = host.run("docker info --format '{{json .ServerErrors}}\n{{json .Swarm}}'", sudo=True, timeout=30)
     lines = result.out.strip().splitlines()
-    errors = json.loads(lines[0]) if result.ok and lines and lines[0].startswith(("[", "null")) else None
-    if not result.ok or errors or len(lines) < 2:
-        reason = "; ".join(errors) if errors else result.tail(2)
-        raise LabError(f"{host.name}: dockerd does not answer: {reason}", hint="`labctl up` starts it again")
-    return SwarmInfo.parse(lines[1])
+    try:
+        errors = json.loads(lines[0]) if result.ok and lines and lines[0].startswith(("[", "null")) else None
+        if not result.ok or errors or len(lines) < 2:
+            reason = "; ".join(map(str, errors)) if isinstance(errors, list) and errors else result.tail(2)
+            raise LabError(f"{host.name}: dockerd does not answer: {reason}", hint="`labctl up` starts it again")
+        return SwarmInfo.parse(lines[1])
+    except (ValueError, TypeError, AttributeError):
+        raise LabError(f"{host.name}: `docker info` printed no swarm state: {result.out.strip()[:200]!r}") from None
 
 
 def node_list(manager: Host) -> list[NodeEntry]:
     result = manager.run("docker node inspect $(docker node ls -q)", sudo=True, timeout=30)
     if not result.ok:
         raise LabError(f"{manager.name}: cannot list the swarm's nodes: {result.tail(2)}")
-    return NodeEntry.parse_inspect(result.out)
+    try:
+        entries = NodeEntry.parse_inspect(result.out)
+    except (ValueError, LookupError, TypeError, AttributeError):
+        raise LabError(f"{manager.name}: `docker node inspect` printed no node list: "
+                       f"{result.out.strip()[:200]!r}") from None
+    for entry in entries:
+        validate.node_id(entry.node_id, reported_by=manager.name)
+    return entries
 
 
 def init_manager(manager: Host, spec: HostSpec) -> str:
@@ -105,32 +117,65 @@ def init_manager(manager: Host, spec: HostSpec) -> str:
     return f"initialised, advertising {spec.ip}{note}"
 
 
-def _worker_token(manager: Host) -> str:
+def worker_token(manager: Host) -> str:
     result = manager.run("docker swarm join-token -q worker", sudo=True, timeout=30)
     token = result.out.strip()
     if not result.ok or not token.startswith("SWMTKN-"):
-        raise LabError(f"{manager.name}: cannot read the worker join token: {result.tail(1)}")
+        raise LabError(f"{manager.name}: cannot read the worker join token: {mask(result.tail(1), token)}")
     return token
 
 
-def join_worker(worker: Host, spec: HostSpec, manager_ip: str, token: str) -> str:
+# `docker swarm join` takes the token only as an argument (visible in `ps`), so the
+# worker's dockerd gets the CLI's request itself: POST /swarm/join, body on stdin.
+JOIN_COMMAND = (
+    "curl -sS --max-time 100 --unix-socket /var/run/docker.sock -X POST "
+    "-H 'Content-Type: application/json' --data-binary @- -w '\\n%{http_code}' http://localhost/swarm/join"
+)
+
+
+def join_request(spec: HostSpec, manager_ip: str, token: str, advertise_addr: str) -> bytes:
+    """The body `docker swarm join --advertise-addr A --listen-addr IP:2377 MANAGER:2377` sends."""
+    return json.dumps({
+        "ListenAddr": f"{spec.ip}:2377",
+        "AdvertiseAddr": advertise_addr,
+        "DataPathAddr": "",
+        "RemoteAddrs": [f"{manager_ip}:2377"],
+        "JoinToken": token,
+    }).encode()
+
+
+def api_error(result: Result) -> str:
+    """Why an Engine API call sent with JOIN_COMMAND's curl failed ("" if it succeeded)."""
+    if not result.ok:  # curl itself failed: no socket, no curl, a timeout
+        return result.tail(2) or f"exit {result.rc}"
+    body, _, status = result.out.rpartition("\n")
+    if status.strip().startswith("2"):
+        return ""
+    try:
+        message = str(json.loads(body)["message"])
+    except (ValueError, KeyError, TypeError):
+        message = body.strip() or f"HTTP status {status.strip() or 'missing'}"
+    return f"Error response from daemon: {message}"
+
+
+def join_worker(worker: Host, spec: HostSpec, manager_ip: str, token: str,
+                advertise_addr: str | None = None) -> str:
+    """Join `worker` to the manager's swarm (leaving any swarm it is in), advertising its
+    private address, or `advertise_addr` (a deliberately wrong one, for `labctl fault`)."""
+    addr = advertise_addr or spec.ip
     info = swarm_info(worker)
     note = ""
     if info.state != "inactive":
         worker.run("docker swarm leave --force", sudo=True, timeout=60)
         note = f" (left its stale swarm membership: {info.state}, {info.node_addr or 'no address'})"
-    # The token arrives on stdin, so it is on no command line (`ps`) and in no shell history.
-    result = worker.run(
-        f'read -r token && exec docker swarm join --token "$token" --advertise-addr {spec.ip} '
-        f"--listen-addr {spec.ip}:2377 {manager_ip}:2377",
-        sudo=True, stdin=(token + "\n").encode(), timeout=120,
-    )
-    if not result.ok:
+    result = worker.run(JOIN_COMMAND, sudo=True, stdin=join_request(spec, manager_ip, token, addr), timeout=120)
+    error = api_error(result)
+    if error:
         raise LabError(
-            f"{worker.name} could not join the swarm at {manager_ip}:2377: {mask(result.tail(2), token)}",
+            f"{worker.name} could not join the swarm at {manager_ip}:2377: {mask(error, token)}",
             hint=f"`labctl diagnose {worker.name}` checks the ports the swarm needs",
         )
-    return f"joined, advertising {spec.ip}{note}"
+    return f"joined, advertising {addr}{note}"
 
 
 def mask(text: str, token: str) -> str:
@@ -156,7 +201,7 @@ def join_workers(spec: LabSpec, hosts: dict[str, Host]) -> dict[str, str]:
     outcome = {w: "already joined" for w in healthy}
     todo = [w for w in spec.workers if w.name not in healthy]
     if todo:
-        token = _worker_token(manager)
+        token = worker_token(manager)
         joined = fan_out([hosts[w.name] for w in todo],
                          lambda h: join_worker(h, spec.host(h.name), spec.manager.ip, token))
         outcome.update(raise_first(joined))

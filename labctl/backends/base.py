@@ -22,3 +22,6 @@ class Backend(Protocol):
 
     def destroy(self, on_line: Callable[[str], None]) -> None:
         """Remove every host and whatever the backend made for the lab."""
+
+    def leftovers(self) -> list[str]:
+        """What `destroy` should have removed and is still there (empty: all gone)."""

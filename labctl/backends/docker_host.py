@@ -16,7 +16,14 @@ from ..spec import LabSpec
 def docker(*args: str, timeout: float = 60, check: bool = False) -> subprocess.CompletedProcess[str]:
     if shutil.which("docker") is None:
         raise MissingToolError("the docker client is not installed", hint="apt-get install docker.io")
-    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    try:
+        proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise LabError(f"`docker {' '.join(args)[:80]}` on this machine did not finish within {timeout:.0f} s",
+                       hint="is this machine's dockerd overloaded or hung? `docker info` checks it") from None
+    except OSError as exc:
+        raise MissingToolError(f"the docker client cannot run here: {exc.strerror or exc}",
+                               hint="apt-get install docker.io") from None
     if check and proc.returncode != 0:
         raise LabError(f"`docker {' '.join(args)}` failed: {proc.stderr.strip() or proc.stdout.strip()}")
     return proc
@@ -26,7 +33,7 @@ def daemon_version() -> str | None:
     """This machine's dockerd version, or None when no daemon answers."""
     try:
         proc = docker("version", "--format", "{{.Server.Version}}", timeout=10)
-    except (MissingToolError, subprocess.TimeoutExpired):
+    except LabError:  # no client, or a daemon that does not answer in time
         return None
     return proc.stdout.strip() if proc.returncode == 0 else None
 
@@ -36,7 +43,10 @@ def ensure_network(spec: LabSpec) -> None:
     name = spec.docker_network
     proc = docker("network", "inspect", name)
     if proc.returncode == 0:
-        configs = json.loads(proc.stdout)[0].get("IPAM", {}).get("Config") or []
+        try:
+            configs = json.loads(proc.stdout)[0].get("IPAM", {}).get("Config") or []
+        except (ValueError, LookupError, AttributeError):
+            raise LabError(f"`docker network inspect {name}` printed no network: {proc.stdout[:200]!r}") from None
         subnets = {c.get("Subnet") for c in configs}
         if spec.subnet not in subnets:
             raise LabError(
@@ -63,6 +73,14 @@ def remove_lab_leftovers(lab: str, on_line: Callable[[str], None]) -> None:
         docker("rm", "-f", "-v", *ids, check=True)
     for net in docker("network", "ls", "-q", "--filter", label).stdout.split():
         docker("network", "rm", net, check=True)
+
+
+def lab_leftovers(lab: str) -> list[str]:
+    """Containers and networks labelled as this lab's that still exist."""
+    label = f"label=labctl.lab={lab}"
+    names = docker("ps", "-a", "--filter", label, "--format", "{{.Names}}").stdout.split()
+    nets = docker("network", "ls", "--filter", label, "--format", "{{.Name}}").stdout.split()
+    return [f"container {n}" for n in names] + [f"docker network {n}" for n in nets]
 
 
 def remove_untracked_nodes(lab: str, tracked: set[str], on_line: Callable[[str], None]) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from ..errors import LabError
 from ..spec import LabSpec
 from ..ssh import Endpoint, Host, fan_out
+from ..swarm import swarm_info
 
 
 def endpoints(spec: LabSpec, accept_new: bool = False) -> dict[str, Endpoint]:
@@ -57,3 +58,13 @@ class ExistingBackend:
                 if isinstance(result, BaseException):
                     on_line(f"{name}: {result}")
         on_line("swarm dismantled; the hosts themselves are kept")
+
+    def leftovers(self) -> list[str]:
+        """Hosts still in a swarm (the hosts themselves are never removed)."""
+        left = []
+        for name, info in fan_out(list(self._hosts().values()), swarm_info).items():
+            if isinstance(info, BaseException):
+                left.append(f"{name}: swarm membership unknown ({info})")
+            elif info.state != "inactive":
+                left.append(f"{name}: still in a swarm ({info.state})")
+        return left

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import vagrant
 
 from ..errors import LabError, MissingToolError
-from ..paths import VAGRANTFILE_DIR
+from ..paths import vagrantfile_dir
 from ..spec import LabSpec
 from ..ssh import Endpoint
 from ..sshconfig import parse_ssh_config
@@ -50,17 +50,18 @@ class VagrantBackend:
         require_vagrant()
         self.spec = spec
         self.state = state
+        root = str(vagrantfile_dir())
         env = os.environ.copy()  # python-vagrant's env= replaces the whole environment
         env.update(
             VAGRANT_CHECKPOINT_DISABLE="1",
             VAGRANT_NO_COLOR="1",
-            VAGRANT_CWD=str(VAGRANTFILE_DIR),
+            VAGRANT_CWD=root,
             VAGRANT_DOTFILE_PATH=str(state.vagrant_dotfile),
             VAGRANT_DEFAULT_PROVIDER=spec.provider,
             LABCTL_LAB_JSON=str(state.spec_path),
         )
         self._vagrant = vagrant.Vagrant(
-            root=str(VAGRANTFILE_DIR), env=env, err_cm=vagrant.make_file_cm(str(state.vagrant_log))
+            root=root, env=env, err_cm=vagrant.make_file_cm(str(state.vagrant_log))
         )
 
     def _failure(self, action: str, lines: list[str]) -> LabError:
@@ -123,6 +124,13 @@ class VagrantBackend:
             return {s.name: s.state for s in self._vagrant.status()}
         except subprocess.CalledProcessError:
             raise self._failure("status", []) from None
+
+    def leftovers(self) -> list[str]:
+        if self.spec.provider == "docker":
+            # Docker itself is the authority on containers and networks (and cheaper than Vagrant).
+            return docker_host.lab_leftovers(self.spec.name)
+        return [f"{self.spec.provider} machine {name} ({state})" for name, state in self.states().items()
+                if state != "not_created"]
 
     def destroy(self, on_line: Callable[[str], None]) -> None:
         try:

@@ -79,27 +79,58 @@ def test_manager_advertising_the_wrong_address_starts_over() -> None:
     assert "10.0.2.15" in summary
 
 
+def joined(worker: FakeHost) -> list[tuple[str, bytes | None]]:
+    return [(c, stdin) for c, stdin in worker.calls if "/swarm/join" in c]
+
+
 def test_join_token_travels_on_stdin_only() -> None:
-    worker = FakeHost("worker-1", {"docker info": docker_info(info_json("inactive"))})
-    swarm.join_worker(worker, SPEC.host("worker-1"), SPEC.manager.ip, TOKEN)  # type: ignore[arg-type]
-    join = [(c, stdin) for c, stdin in worker.calls if "swarm join" in c]
-    assert len(join) == 1
-    command, stdin = join[0]
-    assert TOKEN not in command
-    assert stdin == (TOKEN + "\n").encode()
-    assert "--advertise-addr 192.168.56.11" in command and "192.168.56.10:2377" in command
+    worker = FakeHost("worker-1", {"docker info": docker_info(info_json("inactive")),
+                                   "/swarm/join": Result(0, "\n200", "")})
+    summary = swarm.join_worker(worker, SPEC.host("worker-1"), SPEC.manager.ip, TOKEN)  # type: ignore[arg-type]
+    assert summary == "joined, advertising 192.168.56.11"
+    assert not any(TOKEN in command for command in worker.commands())
+    assert not any("swarm join" in command for command in worker.commands())  # the CLI takes it as an argument
+    ((command, stdin),) = joined(worker)
+    assert "--unix-socket /var/run/docker.sock" in command and "--data-binary @-" in command
+    assert stdin is not None and json.loads(stdin) == {
+        "ListenAddr": "192.168.56.11:2377", "AdvertiseAddr": "192.168.56.11", "DataPathAddr": "",
+        "RemoteAddrs": ["192.168.56.10:2377"], "JoinToken": TOKEN}
+    assert [stdin for _, stdin in worker.calls if stdin is not None] == [stdin]
 
 
-def test_failed_join_masks_the_token_in_the_error() -> None:
-    worker = FakeHost("worker-1", {
-        "docker info": docker_info(info_json("inactive")),
-        "swarm join": Result(1, "", f"Error response from daemon: invalid join token {TOKEN}"),
-    })
+def test_a_wrong_advertise_address_goes_through_the_same_join() -> None:
+    worker = FakeHost("worker-2", {"docker info": docker_info(info_json("active", "w2", "192.168.56.12")),
+                                   "/swarm/join": Result(0, "\n200", "")})
+    summary = swarm.join_worker(worker, SPEC.host("worker-2"), SPEC.manager.ip, TOKEN,  # type: ignore[arg-type]
+                                advertise_addr="192.168.56.254")
+    assert summary.startswith("joined, advertising 192.168.56.254 (left its stale swarm membership")
+    cmds = worker.commands()
+    assert cmds.index("docker swarm leave --force") < next(i for i, c in enumerate(cmds) if "/swarm/join" in c)
+    ((_, stdin),) = joined(worker)
+    assert stdin is not None and json.loads(stdin)["AdvertiseAddr"] == "192.168.56.254"
+    assert json.loads(stdin)["ListenAddr"] == "192.168.56.12:2377"
+
+
+@pytest.mark.parametrize("answer", [
+    Result(0, json.dumps({"message": f"invalid join token {TOKEN}"}) + "\n400", ""),  # dockerd refused
+    Result(0, "<html>oops</html>\n500", ""),  # not Docker's JSON
+    Result(7, "", f"curl: (7) Failed to connect to {TOKEN}"),  # curl itself failed
+])
+def test_failed_join_masks_the_token_in_the_error(answer: Result) -> None:
+    worker = FakeHost("worker-1", {"docker info": docker_info(info_json("inactive")), "/swarm/join": answer})
     with pytest.raises(LabError) as err:
         swarm.join_worker(worker, SPEC.host("worker-1"), SPEC.manager.ip, TOKEN)  # type: ignore[arg-type]
+    assert err.value.message.startswith("worker-1 could not join the swarm at 192.168.56.10:2377: ")
     assert TOKEN not in err.value.message
-    assert "SWMTKN-****" in err.value.message
+    assert ("SWMTKN-****" in err.value.message) == (TOKEN in answer.out + answer.err)
     assert "labctl diagnose worker-1" in (err.value.hint or "")
+
+
+def test_api_error_reads_dockers_message() -> None:
+    assert swarm.api_error(Result(0, "\n200", "")) == ""
+    refused = Result(0, '{"message":"This node is already part of a swarm."}\n503', "")
+    assert swarm.api_error(refused) == "Error response from daemon: This node is already part of a swarm."
+    assert swarm.api_error(Result(0, "", "")) == "Error response from daemon: HTTP status missing"
 
 
 def nodes(*entries: tuple[str, str, str, str]) -> list[swarm.NodeEntry]:
