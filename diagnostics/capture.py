@@ -10,7 +10,7 @@ from typing import Any
 from labctl.errors import LabError
 from labctl.lab import Lab
 
-from .collect import data_port, gather_facts
+from .collect import READY_TIMEOUT, data_port, gather_facts
 from .runner import WireJob
 
 
@@ -22,7 +22,9 @@ class CaptureResult:
 
 
 def run(lab: Lab, host: str, *, vxlan: bool, count: int, seconds: float, bpf: str | None,
-        on_packet: Callable[[dict[str, Any]], None]) -> CaptureResult:
+        on_packet: Callable[[dict[str, Any]], None],
+        on_ready: Callable[[str], None] | None = None) -> CaptureResult:
+    """Capture on the host's underlay; `on_ready` is told once the capture is open."""
     hosts = lab.hosts()
     facts = gather_facts(lab, {host: hosts[host]})[host]
     if not facts.reachable:
@@ -42,6 +44,8 @@ def run(lab: Lab, host: str, *, vxlan: bool, count: int, seconds: float, bpf: st
     cfg = {"mode": "capture", "me": facts.ip, "iface": facts.underlay() or "eth1", "data_ports": [port],
            "filter": flt, "count": count, "seconds": seconds, "stream": True, "stop_file": ""}
     job = WireJob(hosts[host], cfg, timeout=seconds + 30, on_packet=show).start()
+    if job.ready.wait(READY_TIMEOUT) and not job.error and on_ready is not None:
+        on_ready(f"capturing on {host} {cfg['iface']} ({flt}) for {seconds:g} s")
     job.join()
     if job.result is None:
         raise LabError(f"{host}: the capture failed: {job.error}",

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from labctl import validate
 from labctl.errors import LabError
 from labctl.lab import Lab
-from labctl.ssh import Host, fan_out
+from labctl.ssh import Host, background, fan_out
 
 from . import firewall
 from .evidence import DEFAULT_DATA_PORT, SPORT_BASE, Evidence, HostFacts, Probe, plan_probes, read_captures
 from .runner import WireJob, barrier, run_json, signal_file
 
 READY_TIMEOUT = 8.0
+GAP = 0.15  # between the two copies of each probe
 
 
 def gather_facts(lab: Lab, hosts: dict[str, Host]) -> dict[str, HostFacts]:
@@ -33,7 +34,7 @@ def gather_facts(lab: Lab, hosts: dict[str, Host]) -> dict[str, HostFacts]:
             continue
         r = results[h.name]
         if isinstance(r, BaseException):
-            msg = r.message if isinstance(r, LabError) else str(r)
+            msg = r.message if isinstance(r, LabError) else f"its facts could not be read ({type(r).__name__}: {r})"
             facts[h.name] = HostFacts(name=h.name, ip=h.ip, role=h.role, reachable=False, error=msg)
         else:
             facts[h.name] = r
@@ -43,7 +44,7 @@ def gather_facts(lab: Lab, hosts: dict[str, Host]) -> dict[str, HostFacts]:
 def data_port(facts: dict[str, HostFacts]) -> int:
     for f in facts.values():
         if f.docker.get("is_manager") and f.docker.get("data_path_port"):
-            return int(f.docker["data_path_port"])
+            return validate.port(f.docker["data_path_port"], reported_by=f.name)
     return DEFAULT_DATA_PORT
 
 
@@ -58,11 +59,13 @@ def _probe(lab: Lab, hosts: dict[str, Host], ev: Evidence, plan: list[Probe], po
             "peers": [h.ip for h in lab.spec.hosts if h.name != name],
             "send": [{"id": p.id, "dst": p.dst_ip, "proto": p.proto, "port": p.port, "sport": p.sport,
                       "vxlan": p.port == port and p.proto == "udp"} for p in mine],
-            "go_file": signal_file("go"), "wait": wait, "attempts": 2, "gap": 0.15,
+            "expect": [{"src": p.src_ip, "proto": p.proto, "sport": p.sport} for p in plan if p.dst == name],
+            "go_file": signal_file("go"), "stop_file": signal_file("stop"), "wait": wait, "attempts": 2,
+            "gap": GAP,
         }
         jobs.append(WireJob(hosts[name], config, timeout=30).start())
     local_before = firewall.local_counters() if lab.spec.provider == "docker" else {}
-    with barrier(jobs, "go_file", READY_TIMEOUT):
+    with barrier(jobs, "go_file", READY_TIMEOUT, stop_key="stop_file", settle_timeout=wait + GAP + 1.0):
         pass  # the probes go out once every capture is open
     local_after = firewall.local_counters() if local_before else {}
     packets, send_errors = {}, {}
@@ -71,7 +74,8 @@ def _probe(lab: Lab, hosts: dict[str, Host], ev: Evidence, plan: list[Probe], po
             ev.probe_errors[job.host.name] = job.error or "the probe never started (no go signal)"
             continue
         packets[job.host.name] = job.result["packets"]
-        send_errors[job.host.name] = job.result.get("send_errors", {})
+        errors = job.result.get("send_errors")
+        send_errors[job.host.name] = {str(k): str(v) for k, v in errors.items()} if isinstance(errors, dict) else {}
         ev.rule_hits += firewall.hits_from_saves(job.host.name, job.result)
     read_captures(plan, packets, send_errors)
     if local_before:
@@ -86,10 +90,9 @@ def diagnose(lab: Lab, focus: str | None = None, wait: float = 0.5) -> Evidence:
     stubs = {h.name: HostFacts(name=h.name, ip=h.ip, role=h.role) for h in lab.spec.hosts}
     ev = Evidence(lab=lab.spec.name, focus=focus, data_port=DEFAULT_DATA_PORT, hosts=stubs)
     plan = plan_probes(stubs, focus, DEFAULT_DATA_PORT)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        facts_future = pool.submit(gather_facts, lab, hosts)
-        _probe(lab, hosts, ev, plan, DEFAULT_DATA_PORT, wait)
-        facts = facts_future.result()
+    facts_future = background(lambda: gather_facts(lab, hosts))
+    _probe(lab, hosts, ev, plan, DEFAULT_DATA_PORT, wait)
+    facts = facts_future.result()
     ev.hosts = facts
     port = data_port(facts)
     if port != DEFAULT_DATA_PORT:

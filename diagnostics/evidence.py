@@ -59,8 +59,17 @@ class HostFacts:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> HostFacts:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        """Facts as a host reported them; a field of the wrong kind is a ValueError."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        kinds = {"docker": dict, "routes_to_peers": dict, "kernel": dict, "interfaces": list, "routes": list,
+                 "overlays": list, "vxlan": list, "services": list, "nodes": list}
+        for key, kind in kinds.items():
+            value = data.get(key)
+            items = value.values() if isinstance(value, dict) and key == "routes_to_peers" else \
+                value if isinstance(value, list) and key not in ("routes",) else []
+            if value is not None and (not isinstance(value, kind) or not all(isinstance(i, dict) for i in items)):
+                raise ValueError(f"the host reported a malformed '{key}'")
+        return cls(**{k: v for k, v in data.items() if k in fields})
 
 
 @dataclass

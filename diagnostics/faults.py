@@ -15,8 +15,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labctl import swarm
-from labctl.errors import LabError, UsageError
+from labctl import swarm, validate
+from labctl.backends.docker_host import docker
+from labctl.errors import LabError, MissingToolError, UsageError
 from labctl.lab import Lab
 from labctl.state import write_private
 
@@ -58,12 +59,49 @@ def _path(lab: Lab) -> Path:
 def load(lab: Lab) -> list[Fault]:
     try:
         data = json.loads(_path(lab).read_text())
+        return [_record(lab, f) for f in data] if isinstance(data, list) else _damaged("not a list")
     except FileNotFoundError:
         return []
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         raise LabError(f"fault records {_path(lab)} are damaged ({exc})",
                        hint="undo the faults by hand (or `labctl down`), then delete the file") from None
-    return [Fault(**{k: v for k, v in f.items() if k != "description"}) for f in data]
+
+
+def _damaged(why: str) -> Any:
+    raise ValueError(why)
+
+
+def _record(lab: Lab, item: Any) -> Fault:
+    """One fault record, checked: what `clear` runs on the hosts comes from it."""
+    if not isinstance(item, dict):
+        _damaged("a record is not an object")
+    known = {"id", "host", "kind", "params", "undo"}
+    fields = {k: v for k, v in item.items() if k in known}
+    if not {"id", "host", "kind"} <= set(fields) or not all(isinstance(fields[k], str) for k in ("id", "host", "kind")):
+        _damaged("a record lacks id, host or kind")
+    fault = Fault(**fields)
+    if fault.kind not in KINDS or fault.host not in lab.spec.host_names:
+        _damaged(f"record {fault.id!r}: unknown kind or host")
+    if not isinstance(fault.params, dict) or not isinstance(fault.undo, dict):
+        _damaged(f"record {fault.id!r}: params and undo must be objects")
+    u = fault.undo
+    try:
+        if fault.kind in ("block", "path-drop"):
+            rule = u.get("rule")
+            if u.get("chain") not in ("INPUT", "OUTPUT", PATH_CHAIN) or not isinstance(rule, list) \
+                    or not all(isinstance(w, str) for w in rule):
+                _damaged(f"record {fault.id!r}: bad chain or rule")
+        elif fault.kind == "mtu":
+            validate.interface(u.get("dev"))
+            if not isinstance(u.get("mtu"), int):
+                _damaged(f"record {fault.id!r}: bad mtu")
+    except UsageError as exc:
+        _damaged(f"record {fault.id!r}: {exc.message}")
+    try:
+        fault.describe()
+    except (KeyError, TypeError, AttributeError) as exc:
+        _damaged(f"record {fault.id!r}: missing {exc}")
+    return fault
 
 
 def _save(lab: Lab, faults: list[Fault]) -> None:
@@ -75,9 +113,10 @@ def _port(text: str | None) -> tuple[int, str]:
         raise UsageError("this fault needs --port PORT/PROTO", hint="e.g. --port 4789/udp or --port 2377/tcp")
     port, _, proto = text.partition("/")
     proto = (proto or "tcp").lower()
-    if not port.isdigit() or not 0 < int(port) < 65536 or proto not in ("tcp", "udp"):
-        raise UsageError(f"'{text}' is not PORT/PROTO", hint="e.g. --port 4789/udp or --port 7946/tcp")
-    return int(port), proto
+    hint = "e.g. --port 4789/udp or --port 7946/tcp"
+    if proto not in ("tcp", "udp"):
+        raise UsageError(f"'{text}' is not PORT/PROTO", hint=hint)
+    return validate.port(port, hint=hint), proto
 
 
 def _sh(lab: Lab, host: str, cmd: str, timeout: float = 60) -> str:
@@ -87,17 +126,30 @@ def _sh(lab: Lab, host: str, cmd: str, timeout: float = 60) -> str:
     return res.out
 
 
-def _local(args: list[str]) -> None:
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=30)
-    if proc.returncode != 0:
+def _local(args: list[str], check: bool = True) -> int:
+    """A command on this machine (iptables for path faults); its exit code."""
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    except FileNotFoundError:
+        raise MissingToolError(f"{args[0]} is not installed on this machine",
+                               hint="path faults change this machine's iptables: apt-get install iptables") from None
+    except subprocess.TimeoutExpired:
+        raise LabError(f"`{' '.join(args)}` did not finish within 30 s on this machine",
+                       hint="another program may hold the xtables lock") from None
+    if check and proc.returncode != 0:
         raise LabError(f"`{' '.join(args)}` failed on this machine: {proc.stderr.strip()}",
                        hint="path faults change this machine's iptables: run as root")
+    return proc.returncode
 
 
 def _underlay(lab: Lab, host: str) -> str:
     peer = next(h.ip for h in lab.spec.hosts if h.name != host)
-    out = _sh(lab, host, f"ip -j route get {peer}")
-    return str(json.loads(out)[0]["dev"])
+    out = _sh(lab, host, f"ip -j route get {shlex.quote(peer)}")
+    try:
+        dev = json.loads(out)[0]["dev"]
+    except (ValueError, LookupError, TypeError):
+        raise LabError(f"{host}: `ip -j route get {peer}` printed no route: {out.strip()[:200]!r}") from None
+    return validate.interface(dev, reported_by=host)
 
 
 def add(lab: Lab, host: str, kind: str, *, port: str | None = None, action: str = "DROP", direction: str = "in",
@@ -128,10 +180,9 @@ def add(lab: Lab, host: str, kind: str, *, port: str | None = None, action: str 
         if spec.provider != "docker":
             raise UsageError(f"path-drop is made on this machine's bridge: provider {spec.provider} is not supported",
                              hint="use `block` on the receiving host instead")
-        with open("/proc/sys/net/bridge/bridge-nf-call-iptables") as fh:
-            if fh.read().strip() != "1":
-                raise LabError("bridged traffic does not pass iptables here (bridge-nf-call-iptables = 0)",
-                               hint="modprobe br_netfilter; sysctl -w net.bridge.bridge-nf-call-iptables=1")
+        if _bridge_nf() != "1":
+            raise LabError("bridged traffic does not pass iptables here (bridge-nf-call-iptables = 0)",
+                           hint="modprobe br_netfilter; sysctl -w net.bridge.bridge-nf-call-iptables=1")
         bridge = "br-" + _bridge_id(spec.docker_network)
         rule = ["-i", bridge, "-o", bridge, "-s", spec.host(peer).ip, "-d", spec.host(host).ip, "-p", proto,
                 "--dport", str(num), "-m", "comment", "--comment", f"labctl-fault-{fault.id}", "-j", "DROP"]
@@ -142,10 +193,13 @@ def add(lab: Lab, host: str, kind: str, *, port: str | None = None, action: str 
         if not 576 <= mtu <= 9000:
             raise UsageError("--mtu must be between 576 and 9000")
         dev = _underlay(lab, host)
-        old = int(_sh(lab, host, f"cat /sys/class/net/{dev}/mtu").strip())
+        text = _sh(lab, host, f"cat /sys/class/net/{shlex.quote(dev)}/mtu").strip()
+        if not text.isascii() or not text.isdigit():
+            raise LabError(f"{host}: the MTU of {dev} reads {text[:40]!r}, not a number")
+        old = int(text)
         fault.params = {"dev": dev, "mtu": mtu}
         fault.undo = {"dev": dev, "mtu": old}
-        _sh(lab, host, f"ip link set dev {dev} mtu {mtu}")
+        _sh(lab, host, f"ip link set dev {shlex.quote(dev)} mtu {mtu}")
     elif kind == "docker-stop":
         systemd = _sh(lab, host, "[ -d /run/systemd/system ] && echo yes || echo no").strip() == "yes"
         fault.undo = {"systemd": systemd}
@@ -160,31 +214,31 @@ def add(lab: Lab, host: str, kind: str, *, port: str | None = None, action: str 
         if kind == "leave":
             _sh(lab, host, "docker swarm leave")
         else:
-            addr = addr or _unused_addr(lab)
+            addr = validate.ipv4(addr or _unused_addr(lab), hint="--addr takes an IPv4 address")
             if addr == spec.manager.ip:
                 raise UsageError("advertising the manager's address would break the whole swarm",
                                  hint="use an unused address, or a worker's (advertise-addr-duplicate)")
             fault.params = {"addr": addr}
-            token = _sh(lab, spec.manager.name, "docker swarm join-token -q worker").strip()
-            _join_wrong(lab, host, addr, token)
+            token = swarm.worker_token(lab.host(spec.manager.name))
+            swarm.join_worker(lab.host(host), spec.host(host), spec.manager.ip, token, advertise_addr=addr)
     faults.append(fault)
     _save(lab, faults)
     return fault
 
 
-def _join_wrong(lab: Lab, host: str, addr: str, token: str) -> str:
-    res = lab.host(host).run(
-        "docker swarm leave --force >/dev/null 2>&1; read -r token && exec docker swarm join "
-        f'--token "$token" --advertise-addr {addr} {lab.spec.manager.ip}:2377',
-        sudo=True, stdin=(token + "\n").encode(), timeout=120)
-    if not res.ok:
-        raise LabError(f"{host}: re-join advertising {addr} failed: {swarm.mask(res.tail(2), token)}")
-    return res.out
+def _bridge_nf() -> str:
+    """Whether bridged traffic passes iptables on this machine ("1"), or why it cannot."""
+    path = "/proc/sys/net/bridge/bridge-nf-call-iptables"
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except OSError:
+        raise LabError(f"{path} does not exist: bridged traffic does not pass iptables here",
+                       hint="modprobe br_netfilter; sysctl -w net.bridge.bridge-nf-call-iptables=1") from None
 
 
 def _bridge_id(network: str) -> str:
-    proc = subprocess.run(["docker", "network", "inspect", "--format", "{{.Id}}", network],
-                          capture_output=True, text=True, timeout=30)
+    proc = docker("network", "inspect", "--format", "{{.Id}}", network, timeout=30)
     if proc.returncode != 0:
         raise LabError(f"docker network {network} not found on this machine", hint="`labctl up`")
     return proc.stdout.strip()[:12]
@@ -202,11 +256,12 @@ def _unused_addr(lab: Lab) -> str:
 def _undo(lab: Lab, f: Fault) -> str:
     u = f.undo
     if f.kind == "block":
+        # -D fails when the rule is already gone (removed by hand): the check below decides.
         lab.host(f.host).run(f"iptables -D {u['chain']} " + shlex.join(u["rule"]), sudo=True, timeout=30)
     elif f.kind == "path-drop":
-        subprocess.run(["iptables", "-D", u["chain"], *u["rule"]], capture_output=True, timeout=30)
+        _local(["iptables", "-D", u["chain"], *u["rule"]], check=False)
     elif f.kind == "mtu":
-        _sh(lab, f.host, f"ip link set dev {u['dev']} mtu {u['mtu']}")
+        _sh(lab, f.host, f"ip link set dev {shlex.quote(u['dev'])} mtu {int(u['mtu'])}")
     elif f.kind == "docker-stop":
         if u.get("systemd"):
             _sh(lab, f.host, "systemctl start docker")
@@ -217,7 +272,7 @@ def _undo(lab: Lab, f: Fault) -> str:
         _wait_swarm(lab, f.host)
     elif f.kind in ("leave", "wrong-advertise"):
         hosts = lab.hosts()
-        token = _sh(lab, lab.spec.manager.name, "docker swarm join-token -q worker").strip()
+        token = swarm.worker_token(hosts[lab.spec.manager.name])
         swarm.join_worker(hosts[f.host], lab.spec.host(f.host), lab.spec.manager.ip, token)
         # A worker whose address was borrowed lost its gossip entries meanwhile: it re-joins too.
         victim = next((h for h in lab.spec.workers if h.ip == f.params.get("addr") and h.name != f.host), None)
@@ -225,7 +280,26 @@ def _undo(lab: Lab, f: Fault) -> str:
             hosts[victim.name].run("docker swarm leave", sudo=True, timeout=60)
             swarm.join_worker(hosts[victim.name], victim, lab.spec.manager.ip, token)
         _wait_swarm(lab, f.host)
+    problem = _still_there(lab, f)
+    if problem:
+        raise LabError(f"fault {f.id} ({f.describe()}) was not undone: {problem}")
     return f"fault {f.id} cleared: {f.describe()}"
+
+
+def _still_there(lab: Lab, f: Fault) -> str | None:
+    """What of a fault is still in place after its undo (None: nothing).
+    Swarm and Docker faults are verified by the undo itself (it waits for a healthy swarm)."""
+    u = f.undo
+    if f.kind == "block":
+        check = lab.host(f.host).run(f"iptables -C {u['chain']} " + shlex.join(u["rule"]), sudo=True, timeout=30)
+        return f"its rule is still in {f.host}'s {u['chain']} chain" if check.ok else None
+    if f.kind == "path-drop":
+        rc = _local(["iptables", "-C", u["chain"], *u["rule"]], check=False)
+        return f"its rule is still in this machine's {u['chain']} chain" if rc == 0 else None
+    if f.kind == "mtu":
+        now = _sh(lab, f.host, f"cat /sys/class/net/{shlex.quote(u['dev'])}/mtu").strip()
+        return f"{u['dev']} has MTU {now}, not {u['mtu']}" if now != str(u["mtu"]) else None
+    return None
 
 
 def _wait_swarm(lab: Lab, host: str, timeout: float = 60) -> None:
@@ -237,25 +311,33 @@ def _wait_swarm(lab: Lab, host: str, timeout: float = 60) -> None:
                        hint="`labctl up` heals it") from None
 
 
-def clear(lab: Lab, host: str | None = None) -> list[str]:
+@dataclass
+class Cleared:
+    """What `clear` undid (and verified), and what it could not undo (records kept)."""
+
+    done: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def clear(lab: Lab, host: str | None = None, kinds: tuple[str, ...] = KINDS) -> Cleared:
+    """Undo the faults (all, one host's, or only some kinds), newest first, each verified.
+    A fault that could not be undone keeps its record, so a later `clear` can try again."""
     faults = load(lab)
-    todo = [f for f in faults if host in (None, f.host)]
-    done = []
+    todo = [f for f in faults if host in (None, f.host) and f.kind in kinds]
+    out = Cleared()
     # Newest first: a later fault may depend on the state an earlier one made.
     for f in reversed(todo):
-        done.append(_undo(lab, f))
+        try:
+            out.done.append(_undo(lab, f))
+        except LabError as exc:
+            out.failed.append(exc.message)
+            continue
         faults.remove(f)
         _save(lab, faults)
-    return done
+    return out
 
 
-def clear_machine_rules(lab: Lab) -> list[str]:
+def clear_machine_rules(lab: Lab) -> Cleared:
     """Undo only the faults that live on this machine (path drops): for `down` of a lab
     whose hosts are destroyed anyway."""
-    faults = load(lab)
-    done = []
-    for f in reversed([f for f in faults if f.kind == "path-drop"]):
-        done.append(_undo(lab, f))
-        faults.remove(f)
-        _save(lab, faults)
-    return done
+    return clear(lab, kinds=("path-drop",))

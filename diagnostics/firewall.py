@@ -54,8 +54,12 @@ def hits_from_saves(host: str, result: dict[str, Any]) -> list[RuleHit]:
     host-side script took before and after (per backend)."""
     before, after = result.get("counters_before") or {}, result.get("counters_after") or {}
     hits: list[RuleHit] = []
+    if not isinstance(before, dict) or not isinstance(after, dict):
+        return hits  # not what wire.py prints: no counters to compare
     for tool, text in after.items():
-        hits += delta(host, parse_counters(before.get(tool, ""), tool), parse_counters(text, tool))
+        old = before.get(tool, "")
+        if isinstance(text, str) and isinstance(old, str):
+            hits += delta(host, parse_counters(old, tool), parse_counters(text, tool))
     return hits
 
 

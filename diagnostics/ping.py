@@ -11,6 +11,7 @@ import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from labctl import validate
 from labctl.errors import LabError, UsageError
 from labctl.lab import Lab
 from labctl.ssh import Host, fan_out
@@ -62,10 +63,22 @@ def _find(lab: Lab, hosts: dict[str, Host], name: str) -> Endpoint:
                   timeout=20)
         if not r.ok:
             return None
-        running, cname, nets = r.out.strip().split(" ", 2)
-        return {"name": cname.lstrip("/"), "nets": json.loads(nets or "{}"), "running": running == "true"}
+        try:
+            running, cname, nets = r.out.strip().split(" ", 2)
+            networks = json.loads(nets or "{}")
+            if not isinstance(networks, dict) or not all(isinstance(v, dict) for v in networks.values()):
+                raise ValueError("networks are not objects")
+            return {"name": validate.container(cname, reported_by=h.name), "nets": networks,
+                    "running": running == "true"}
+        except (ValueError, LabError):
+            return {"malformed": f"{h.name}: `docker inspect {name}` printed {r.out.strip()[:120]!r}"}
 
-    found = {n: r for n, r in fan_out(list(hosts.values()), look).items() if isinstance(r, dict)}
+    # a host that does not answer holds no container we can ping: the others are searched
+    looked = {n: r for n, r in fan_out(list(hosts.values()), look).items() if isinstance(r, dict)}
+    bad = [r["malformed"] for r in looked.values() if "malformed" in r]
+    if bad:
+        raise LabError(bad[0], hint="the host's docker answered in an unexpected shape: nothing was run with it")
+    found = looked
     if not found:
         raise UsageError(f"no container '{name}' on any host of lab '{lab.spec.name}'",
                          hint="`labctl exec HOST -- docker ps` lists a host's containers")
@@ -76,7 +89,10 @@ def _find(lab: Lab, hosts: dict[str, Host], name: str) -> Endpoint:
     if not info["running"]:
         raise LabError(f"container {info['name']} on {host} is not running",
                        hint=f"`labctl exec {host} -- docker start {info['name']}`")
-    nets = {v["NetworkID"]: {"name": k, "ip": v.get("IPAddress", ""), "mac": v.get("MacAddress", "")}
+    nets = {validate.network(v.get("NetworkID"), reported_by=host): {
+        "name": validate.network(k, reported_by=host),
+        "ip": validate.ipv4(v.get("IPAddress"), reported_by=host) if v.get("IPAddress") else "",
+        "mac": validate.mac(v.get("MacAddress"), reported_by=host) if v.get("MacAddress") else ""}
             for k, v in info["nets"].items()}
     return Endpoint(info["name"], host, lab.spec.host(host).ip, nets)
 
@@ -99,8 +115,10 @@ def trace(lab: Lab, src: str, dst: str, count: int = 3) -> PingTrace:
                                                  "name": h.name, "ip": "", "role": ""}))
     both: dict[str, HostFacts] = {}
     for name, res in got.items():
-        if isinstance(res, BaseException):
+        if isinstance(res, LabError):
             raise res
+        if isinstance(res, BaseException):
+            raise LabError(f"{name}: the host's facts could not be read ({type(res).__name__}: {res})")
         both[name] = res
     facts = both[a.host]
     t.data_port = data_port({a.host: facts}) if facts.docker.get("data_path_port") else _swarm_port(lab, hosts)
@@ -109,15 +127,17 @@ def trace(lab: Lab, src: str, dst: str, count: int = 3) -> PingTrace:
             t.vni = o["vnis"][0]
     # What the sender knows: the name, and a forwarding entry for DST's MAC.
     r = sh.run(f"docker exec {shlex.quote(a.container)} sh -c "
-               + shlex.quote(f"getent hosts {b.container} 2>/dev/null || nslookup {b.container} 2>/dev/null"),
+               + shlex.quote(f"getent hosts {shlex.quote(b.container)} 2>/dev/null || "
+                             f"nslookup {shlex.quote(b.container)} 2>/dev/null"),
                sudo=True, timeout=15)
     t.resolved = dst_ip if dst_ip in r.out else ("" if not r.ok else r.out.strip()[-80:])
-    ns = f"/var/run/docker/netns/1-{net[:10]}"
+    ns = shlex.quote(f"/var/run/docker/netns/1-{net[:10]}")
     r = sh.run(f"nsenter --net={ns} bridge fdb show 2>/dev/null | grep -i {shlex.quote(dst_mac)} | grep dst",
                sudo=True, timeout=15)
     t.peer_entry = r.out.strip().splitlines()[0] if r.ok and r.out.strip() else ""
     if a.host == b.host:
-        r = sh.run(f"docker exec {shlex.quote(a.container)} ping -c {count} -W 1 {dst_ip}", sudo=True, timeout=30)
+        r = sh.run(f"docker exec {shlex.quote(a.container)} ping -c {count} -W 1 {shlex.quote(dst_ip)}", sudo=True,
+                   timeout=30)
         t.ping_output = r.out.strip()
         t.received = _received(r.out)
         t.verdict, t.where = ("ok" if t.received else "same-host"), "sender"
@@ -133,7 +153,7 @@ def trace(lab: Lab, src: str, dst: str, count: int = 3) -> PingTrace:
                "seconds": 20, "stop_file": signal_file("stop")}
         jobs.append(WireJob(host, cfg, timeout=40).start())
     with barrier(jobs, "stop_file", 8):
-        r = sh.run(f"docker exec {shlex.quote(a.container)} ping -c {count} -i 0.2 -W 1 {dst_ip}",
+        r = sh.run(f"docker exec {shlex.quote(a.container)} ping -c {count} -i 0.2 -W 1 {shlex.quote(dst_ip)}",
                    sudo=True, timeout=30)
         t.ping_output = r.out.strip() or r.err.strip()
         t.received = _received(r.out)

@@ -10,17 +10,16 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
 from labctl.errors import LabError
 from labctl.ssh import Host, fan_out
 
-REMOTE_DIR = Path(__file__).parent / "remote"
-
 
 def script(name: str) -> bytes:
-    return (REMOTE_DIR / name).read_bytes()
+    """A script the hosts run (package data: diagnostics/remote)."""
+    return (resources.files("diagnostics") / "remote" / name).read_bytes()
 
 
 def run_json(host: Host, name: str, config: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
@@ -49,6 +48,8 @@ class WireJob:
     timeout: float
     on_packet: Callable[[dict[str, Any]], None] | None = None
     ready: threading.Event = field(default_factory=threading.Event)
+    settled: threading.Event = field(default_factory=threading.Event)  # probe mode: all seen
+    signalled: bool = False  # its stop file was made
     result: dict[str, Any] | None = None
     error: str = ""
     _thread: threading.Thread | None = None
@@ -56,21 +57,34 @@ class WireJob:
     def _line(self, line: str) -> None:
         if line == "READY":
             self.ready.set()
+        elif line == "SETTLED":
+            self.settled.set()
         elif line.startswith("PKT ") and self.on_packet is not None:
-            self.on_packet(json.loads(line[4:]))
+            packet = _json_object(line[4:])
+            if packet is not None:
+                self.on_packet(packet)
         elif line.startswith("RESULT "):
-            self.result = json.loads(line[7:])
+            result = _json_object(line[7:])
+            if result is None:
+                self.error = f"wire.py printed a malformed result: {line[7:87]!r}"
+                return
+            result["packets"] = packets(result)
+            self.result = result
 
     def _work(self) -> None:
         try:
             res = self.host.run(f"python3 - {shlex.quote(json.dumps(self.config))}", sudo=True,
                                 stdin=script("wire.py"), timeout=self.timeout, on_line=self._line)
             if self.result is None:
-                self.error = res.tail(3) or f"exit {res.rc}"
+                self.error = self.error or res.tail(3) or f"exit {res.rc}"
         except LabError as exc:
             self.error = exc.message
+        except Exception as exc:  # in a thread: an error here must become the job's error, not a traceback
+            self.result = None
+            self.error = f"{type(exc).__name__}: {exc}"
         finally:
             self.ready.set()  # never leave a waiter hanging
+            self.settled.set()
 
     def start(self) -> WireJob:
         self._thread = threading.Thread(target=self._work, daemon=True)
@@ -80,6 +94,22 @@ class WireJob:
     def join(self) -> None:
         if self._thread is not None:
             self._thread.join()
+
+
+def _json_object(text: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def packets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The decoded packets of a wire.py result, of the shape the readers expect (others dropped)."""
+    raw = result.get("packets")
+    if not isinstance(raw, list):
+        return []
+    return [p for p in raw if isinstance(p, dict) and isinstance(p.get("inner", {}), dict)]
 
 
 def signal_file(tag: str) -> str:
@@ -94,25 +124,53 @@ def touch_all(jobs: list[WireJob], key: str) -> None:
                             sudo=True, timeout=10))
 
 
-def cleanup(jobs: list[WireJob], key: str) -> None:
-    """Remove signal files a failed run may have left."""
+def settle(jobs: list[WireJob], key: str, timeout: float) -> None:
+    """Once every job has seen all it will see, stop them all through their `key` file
+    (a job that has not settled by `timeout` stops at its own deadline, and so do the others)."""
+    deadline = time.monotonic() + timeout
+    for job in jobs:
+        if not job.settled.wait(max(0.0, deadline - time.monotonic())):
+            return
+    live = [j for j in jobs if not j.error and j.result is None]
+    touch_all(live, key)
+    for job in live:
+        job.signalled = True
+
+
+def cleanup(jobs: list[WireJob], keys: list[str]) -> None:
+    """Remove signal files a failed run (or one that ended before its signal) may have left."""
     fan_out([j.host for j in jobs],
-            lambda h: h.run("rm -f " + " ".join(shlex.quote(j.config[key]) for j in jobs if j.host is h),
-                            sudo=True, timeout=10))
+            lambda h: h.run("rm -f " + " ".join(shlex.quote(j.config[k]) for j in jobs if j.host is h
+                                                 for k in keys if j.config.get(k)), sudo=True, timeout=10))
 
 
 @contextmanager
-def barrier(jobs: list[WireJob], key: str, ready_timeout: float) -> Iterator[None]:
+def barrier(jobs: list[WireJob], key: str, ready_timeout: float, stop_key: str = "",
+            settle_timeout: float = 0.0) -> Iterator[None]:
     """Wait until every job's capture is open, run the body (nothing, or the traffic to watch),
-    then signal every job through its `key` file and wait for all; a failed run's files are removed."""
+    then signal every job through its `key` file (with `stop_key`: and once all have settled,
+    through that file) and wait for all; files a run did not consume are removed."""
     deadline = time.monotonic() + ready_timeout
-    for job in jobs:
-        job.ready.wait(max(0.0, deadline - time.monotonic()))
+    interrupted = False
     try:
+        for job in jobs:
+            job.ready.wait(max(0.0, deadline - time.monotonic()))
         yield
         touch_all(jobs, key)
+        if stop_key:
+            settle(jobs, stop_key, settle_timeout)
         for job in jobs:
             job.join()
+    except KeyboardInterrupt:
+        # Ctrl-C: no host is waited for (one may hang); the host-side scripts end at their own
+        # deadlines and remove the signal files they were given.
+        interrupted = True
+        raise
     finally:
-        if any(j.result is None for j in jobs):
-            cleanup(jobs, key)
+        if not interrupted:
+            failed = [j for j in jobs if j.result is None]
+            unread = [j for j in jobs if j.signalled and j.result is not None and not j.result.get("stopped")]
+            if failed:
+                cleanup(failed, [key, stop_key] if stop_key else [key])
+            if unread:
+                cleanup(unread, [stop_key])

@@ -16,11 +16,14 @@ CONFIG = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
 
 
 def run(cmd, timeout=8.0):
+    """A command as a list of words: no shell ever reads a value the host reported."""
     try:
-        p = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=timeout)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         return p.returncode, p.stdout, p.stderr
     except subprocess.TimeoutExpired:
         return 124, "", f"timed out after {timeout:.0f} s"
+    except OSError as exc:
+        return 127, "", f"{cmd[0]}: {exc.strerror or exc}"
 
 
 def jrun(cmd, default):
@@ -63,19 +66,19 @@ def genl_family_exists(name):
 
 def kernel():
     name = "labctlvxtest"
-    run(f"ip link del {name} 2>/dev/null")
-    rc, _, err = run(f"ip link add {name} type vxlan id 16777200 dstport 0 nolearning")
+    run(["ip", "link", "del", name])
+    rc, _, err = run(["ip", "link", "add", name, "type", "vxlan", "id", "16777200", "dstport", "0", "nolearning"])
     vxlan = rc == 0
-    run(f"ip link del {name}")
+    run(["ip", "link", "del", name])
     ipvs = genl_family_exists("IPVS")
     # Docker's encrypted overlay installs ESP SAs with AES-GCM (rfc4106): try one, then remove it.
     spi = "0x4c414201"
-    rc2, _, err2 = run(
-        f"ip xfrm state add src 198.51.100.1 dst 198.51.100.2 proto esp spi {spi} mode transport "
-        "aead 'rfc4106(gcm(aes))' 0x0102030405060708090a0b0c0d0e0f1011121314 128")
+    sa = ["src", "198.51.100.1", "dst", "198.51.100.2", "proto", "esp", "spi", spi]
+    rc2, _, err2 = run(["ip", "xfrm", "state", "add", *sa, "mode", "transport",
+                        "aead", "rfc4106(gcm(aes))", "0x0102030405060708090a0b0c0d0e0f1011121314", "128"])
     esp = rc2 == 0
     if esp:
-        run(f"ip xfrm state del src 198.51.100.1 dst 198.51.100.2 proto esp spi {spi}")
+        run(["ip", "xfrm", "state", "del", *sa])
     return {
         "vxlan": vxlan, "vxlan_error": err.strip()[:200],
         "ipvs": ipvs,
@@ -86,7 +89,7 @@ def kernel():
 
 def interfaces():
     out = []
-    for link in jrun("ip -j addr show", []):
+    for link in jrun(["ip", "-j", "addr", "show"], []):
         addrs = [f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", []) if a.get("family") == "inet"]
         out.append({"name": link.get("ifname", ""), "mtu": link.get("mtu", 0), "up": "UP" in link.get("flags", []),
                     "addrs": addrs})
@@ -94,25 +97,25 @@ def interfaces():
 
 
 def routes():
-    return [r.get("dst", "") for r in jrun("ip -j route show", []) if r.get("dst") not in (None, "default")]
+    return [r.get("dst", "") for r in jrun(["ip", "-j", "route", "show"], []) if r.get("dst") not in (None, "default")]
 
 
 def route_to(ip):
-    r = jrun(f"ip -j route get {ip}", [])
+    r = jrun(["ip", "-j", "route", "get", str(ip)], [])
     if not r:
         return {"dev": "", "src": ""}
     return {"dev": r[0].get("dev", ""), "src": r[0].get("prefsrc", "")}
 
 
 def docker_state():
-    rc, out, err = run("docker info --format '{{json .}}'", timeout=10)
+    rc, out, err = run(["docker", "info", "--format", "{{json .}}"], timeout=10)
     try:
         info = json.loads(out) if rc == 0 else {}
     except ValueError:
         info = {}
     # Newer clients exit 0 with ServerErrors when no daemon answers.
     if rc != 0 or not info.get("ServerVersion"):
-        alive = run("pgrep -x dockerd")[0] == 0
+        alive = run(["pgrep", "-x", "dockerd"])[0] == 0
         why = "; ".join(info.get("ServerErrors") or []) or err.strip() or out.strip()
         return {"running": False, "error": why[-300:], "process": alive}
     swarm = info.get("Swarm") or {}
@@ -132,10 +135,10 @@ def docker_state():
 
 
 def overlay_networks():
-    ids = run("docker network ls -q --filter driver=overlay")[1].split()
+    ids = run(["docker", "network", "ls", "-q", "--filter", "driver=overlay"])[1].split()
     nets = []
     for nid in ids:
-        data = jrun(f"docker network inspect -v {nid}", [])
+        data = jrun(["docker", "network", "inspect", "-v", "--", nid], [])
         if not data:
             continue
         n = data[0]
@@ -158,11 +161,11 @@ def vxlan_devices():
     """VXLAN links in docker's network sandboxes: VNI, port, MTU, and peers in the forwarding table."""
     devs = []
     for ns in glob.glob("/var/run/docker/netns/*"):
-        links = jrun(f"nsenter --net={ns} ip -d -j link show type vxlan", [])
+        links = jrun(["nsenter", f"--net={ns}", "ip", "-d", "-j", "link", "show", "type", "vxlan"], [])
         for link in links:
             info = (link.get("linkinfo") or {}).get("info_data") or {}
             name = link.get("ifname", "")
-            fdb = jrun(f"nsenter --net={ns} bridge -j fdb show dev {name}", [])
+            fdb = jrun(["nsenter", f"--net={ns}", "bridge", "-j", "fdb", "show", "dev", name], [])
             devs.append({
                 "ns": os.path.basename(ns), "name": name, "vni": info.get("id", 0), "port": info.get("port", 0),
                 "mtu": link.get("mtu", 0), "fdb_peers": sorted({e["dst"] for e in fdb if e.get("dst")}),
@@ -171,10 +174,10 @@ def vxlan_devices():
 
 
 def services():
-    rc, out, _ = run("docker service ls -q")
+    rc, out, _ = run(["docker", "service", "ls", "-q"])
     if rc != 0 or not out.split():
         return []
-    data = jrun("docker service inspect " + " ".join(out.split()), [])
+    data = jrun(["docker", "service", "inspect", "--", *out.split()], [])
     res = []
     for s in data:
         spec = s.get("Spec") or {}
@@ -183,6 +186,11 @@ def services():
                     "published": [p.get("PublishedPort") for p in ep.get("Ports") or []
                                   if p.get("PublishMode", "ingress") == "ingress"]})
     return res
+
+
+def nodes():
+    ids = run(["docker", "node", "ls", "-q"])[1].split()
+    return jrun(["docker", "node", "inspect", "--", *ids], []) if ids else []
 
 
 def main():
@@ -198,8 +206,7 @@ def main():
         "overlays": overlay_networks() if docker["running"] else [],
         "vxlan": vxlan_devices() if docker["running"] else [],
         "services": services() if docker["running"] and docker.get("is_manager") else [],
-        "nodes": jrun("docker node inspect $(docker node ls -q)", [])
-        if docker["running"] and docker.get("is_manager") else [],
+        "nodes": nodes() if docker["running"] and docker.get("is_manager") else [],
     }
     facts["nodes"] = [{"id": n.get("ID", ""), "hostname": (n.get("Description") or {}).get("Hostname", ""),
                        "role": (n.get("Spec") or {}).get("Role", ""),

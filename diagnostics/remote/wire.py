@@ -5,8 +5,12 @@ decoded packet when streaming, and one final `RESULT {json}`.
 
 mode "probe":   capture (before the firewall), wait for the go file, send the
                 probes through the kernel (so the host's OUTPUT chain applies),
-                wait for replies, report what left, what arrived and which
-                firewall rules counted packets meanwhile.
+                wait until every probe has left, every TCP probe is answered and
+                every probe expected from a peer has arrived (and been answered,
+                for TCP), say `SETTLED`, keep capturing until the stop file
+                (labctl makes it once every host has settled) or the deadline,
+                and report what left, what arrived and which firewall rules
+                counted packets meanwhile.
 mode "capture": decode packets (VXLAN aware) until count / seconds / stop file;
                 the pcap comes back base64-encoded, no file is left on the host.
 """
@@ -137,6 +141,25 @@ def underlay(peer):
         return "eth1"
 
 
+def settled(p, seen):
+    """Has this host seen all it will see of probe `p` (one it sends, or one a peer sends it)?"""
+    if p.get("src"):  # a peer's probe: arrived, and answered where TCP answers
+        came = any(d.get("dir") == "in" and d.get("src") == p["src"] and d.get("sport") == p["sport"]
+                   and d.get("proto") == p["proto"] for d in seen)
+        return came and (p["proto"] != "tcp" or any(
+            d.get("dir") == "out" and d.get("dst") == p["src"] and (
+                (d.get("proto") == "tcp" and d.get("dport") == p["sport"]) or
+                (d.get("proto") == "icmp" and (d.get("quoted") or {}).get("sport") == p["sport"]))
+            for d in seen))
+    left = any(d.get("dir") == "out" and d.get("dst") == p["dst"] and d.get("sport") == p["sport"]
+               and d.get("proto") == p["proto"] for d in seen)
+    return left and (p["proto"] != "tcp" or any(
+        d.get("dir") == "in" and (
+            (d.get("proto") == "tcp" and d.get("src") == p["dst"] and d.get("dport") == p["sport"]) or
+            (d.get("proto") == "icmp" and (d.get("quoted") or {}).get("sport") == p["sport"]))
+        for d in seen))
+
+
 def probe_mode():
     me, data_ports = CFG["me"], set(CFG.get("data_ports", [4789]))
     if not CFG.get("iface"):
@@ -144,14 +167,18 @@ def probe_mode():
     for port in data_ports:
         bind_layers(UDP, VXLAN, dport=port)
     before = iptables_saves()
-    sniffer = AsyncSniffer(iface=CFG["iface"], filter=f"icmp or ((tcp or udp) and portrange {SPORTS})", store=True,
+    seen = []  # decoded as they come: what is settled is known while capturing
+    sniffer = AsyncSniffer(iface=CFG["iface"], filter=f"icmp or ((tcp or udp) and portrange {SPORTS})", store=False,
+                           prn=lambda pkt: seen.append(decode(pkt, me, data_ports)),
                            started_callback=lambda: say("READY"))
     sniffer.start()
     go = wait_for(CFG["go_file"], CFG.get("go_timeout", 15))
     errors = {}
     sent_at = time.time()
+    stopped = False
     if go:
         conf.L3socket = L3RawSocket  # through the kernel: the host's OUTPUT chain sees the probe
+        deadline = time.monotonic() + CFG.get("wait", 1.2) + CFG.get("gap", 0.3)
         for attempt in range(CFG.get("attempts", 2)):
             for p in CFG["send"]:
                 try:
@@ -159,17 +186,24 @@ def probe_mode():
                 except OSError as exc:
                     errors[str(p["id"])] = f"{type(exc).__name__}: {exc.strerror or exc}"
             if attempt + 1 < CFG.get("attempts", 2):
-                time.sleep(CFG.get("gap", 0.3))
-        time.sleep(CFG.get("wait", 1.2))
+                time.sleep(CFG.get("gap", 0.3))  # the pace of the repeats, not a wait for replies
+        pending = [p for p in CFG["send"] if str(p["id"]) not in errors] + CFG.get("expect", [])
+        while pending and time.monotonic() < deadline:
+            pending = [p for p in pending if not settled(p, list(seen))]
+            time.sleep(0.005)
+        if not pending:
+            say("SETTLED")
+            stop_file = CFG.get("stop_file", "")
+            stopped = bool(stop_file) and wait_for(stop_file, max(0.0, deadline - time.monotonic()))
     sniffer.stop()
     after = iptables_saves()
-    packets = [decode(p, me, data_ports) for p in (sniffer.results or [])]
-    try:
-        os.unlink(CFG["go_file"])
-    except OSError:
-        pass
-    say("RESULT " + json.dumps({"go": go, "sent_at": sent_at, "send_errors": errors, "packets": packets,
-                                "counters_before": before, "counters_after": after}))
+    for key in ("go_file", "stop_file"):
+        try:
+            os.unlink(CFG.get(key, ""))
+        except OSError:
+            pass
+    say("RESULT " + json.dumps({"go": go, "sent_at": sent_at, "send_errors": errors, "packets": list(seen),
+                                "stopped": stopped, "counters_before": before, "counters_after": after}))
 
 
 def capture_mode():

@@ -1,4 +1,5 @@
-"""The capture's decoder against tshark, on a real capture saved from a lab (a ping over VXLAN)."""
+"""The host-side script: its decoder against tshark, on a real capture saved from a lab (a ping over
+VXLAN), and when its probes have seen all they will see."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,8 +16,8 @@ PCAP = Path(__file__).parent.parent / "data" / "diagnostics" / "vxlan-ping.pcap"
 REMOTE = Path(__file__).parent.parent.parent / "diagnostics" / "remote" / "wire.py"
 
 
-def _decode_with_wire() -> list[dict]:
-    """Load the host-side script's decoder (its module body only runs a mode when given a config)."""
+def _wire() -> Any:
+    """Load the host-side script (its module body only runs a mode when given a config)."""
     spec = importlib.util.spec_from_file_location("labctl_wire", REMOTE)
     assert spec and spec.loader
     saved = sys.argv
@@ -25,8 +27,13 @@ def _decode_with_wire() -> list[dict]:
         spec.loader.exec_module(mod)
     finally:
         sys.argv = saved
+    return mod
+
+
+def _decode_with_wire() -> list[dict]:
     from scapy.utils import rdpcap
 
+    mod = _wire()
     return [mod.decode(p, "192.168.59.12", {4789}) for p in rdpcap(str(PCAP))]
 
 
@@ -55,3 +62,30 @@ def test_decoder_agrees_with_tshark() -> None:
         assert (ours_p["src"], ours_p["dst"], ours_p["vni"]) == (o_src, o_dst, int(vni))
         assert (ours_p["inner"]["src"], ours_p["inner"]["dst"]) == (i_src, i_dst)
         assert ours_p["inner"]["type"] == int(icmp_type)
+
+
+ME, PEER = "192.168.59.10", "192.168.59.11"
+TCP_OUT = {"id": 0, "dst": PEER, "proto": "tcp", "port": 2377, "sport": 47100}
+UDP_OUT = {"id": 1, "dst": PEER, "proto": "udp", "port": 4789, "sport": 47101}
+TCP_IN = {"src": PEER, "proto": "tcp", "sport": 47102}
+UDP_IN = {"src": PEER, "proto": "udp", "sport": 47103}
+
+
+def test_the_reply_window_ends_when_every_probe_is_settled() -> None:
+    """The host-side probe stops waiting once each probe it sent has left (and a TCP one is
+    answered) and each probe a peer sends it has arrived (and a TCP one is answered)."""
+    settled = _wire().settled
+    left = {"dir": "out", "src": ME, "dst": PEER, "proto": "tcp", "sport": 47100, "dport": 2377}
+    assert not settled(TCP_OUT, [left])  # no answer yet
+    assert settled(TCP_OUT, [left, {"dir": "in", "src": PEER, "proto": "tcp", "sport": 2377, "dport": 47100,
+                                    "flags": "SA"}])
+    rejected = {"dir": "in", "src": PEER, "proto": "icmp", "quoted": {"sport": 47100, "dst": PEER}}
+    assert settled(TCP_OUT, [left, rejected])
+    assert not settled(UDP_OUT, [])
+    assert settled(UDP_OUT, [{"dir": "out", "dst": PEER, "proto": "udp", "sport": 47101, "dport": 4789}])
+    came = {"dir": "in", "src": PEER, "dst": ME, "proto": "tcp", "sport": 47102, "dport": 7946}
+    assert not settled(TCP_IN, [came])  # arrived, not answered (yet, or dropped on the way out)
+    assert settled(TCP_IN, [came, {"dir": "out", "dst": PEER, "proto": "tcp", "sport": 7946, "dport": 47102,
+                                   "flags": "RA"}])
+    assert not settled(UDP_IN, [])
+    assert settled(UDP_IN, [{"dir": "in", "src": PEER, "proto": "udp", "sport": 47103, "dport": 7946}])
