@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from labctl.backends import docker_host  # noqa: E402
 from labctl.spec import build_spec  # noqa: E402
+from labctl.wait import wait_until  # noqa: E402
 
 LAB = "bench"
 SUBNET = "192.168.64.0/24"
@@ -92,8 +93,8 @@ class Baseline:
         self.wait_ready()
 
     def wait_ready(self) -> None:
-        while self.ssh(self.spec.manager.name, "sudo docker node ls").count(" Ready ") < 3:
-            time.sleep(0.5)
+        wait_until(lambda: self.ssh(self.spec.manager.name, "sudo docker node ls").count(" Ready ") >= 3,
+                   120, "3 Ready nodes", interval=0.5)
 
     def warm(self) -> None:
         run(["vagrant", "up", "--provider", "docker"], self.env)

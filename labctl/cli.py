@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import shutil
@@ -11,29 +12,47 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from typer.core import TyperGroup
 
 try:  # typer >= 0.20 vendors its own Click
+    from typer import _click as click  # type: ignore[attr-defined]
     from typer._click import exceptions as click_exc
 except ImportError:  # pragma: no cover - older typer uses Click itself
+    import click  # type: ignore[no-redef]
     from click import exceptions as click_exc  # type: ignore[no-redef]
 
 from diagnostics import faults
 
-from . import images, node_image, providers, status
+from . import images, node_image, providers, status, validate
 from .backends import docker_host
 from .backends.vagrant import require_vagrant
 from .errors import EXIT_FAILED, LabError, UsageError
 from .lab import Lab, Selection
 from .spec import LabSpec
+from .ssh import client_argv
 from .state import LabState, all_labs
-from .ui import FormatOpt, check_format, emit_table, error, info, phase
+from .ui import FormatOpt, check_format, click_settings, emit_table, error, info, note, phase
 from .up import UpPipeline
 
+
+class _LabctlGroup(TyperGroup):
+    """Typer turns Ctrl-C into a silent exit 130; labctl says it was interrupted."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise LabError("interrupted", hint="run the same command again: labctl picks up from where "
+                                               "the lab is", exit_code=130) from None
+
+
 app = typer.Typer(
+    cls=_LabctlGroup,
     help="A real three-host Docker Swarm lab, and why its overlay network fails.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion: for the shell labctl runs in
     pretty_exceptions_enable=False,
+    context_settings=click_settings(),
 )
 images_app = typer.Typer(help="Images inside the lab's hosts, and the docker provider's node image.",
                          no_args_is_help=True)
@@ -49,12 +68,14 @@ CTX = Context()
 
 @app.callback()
 def main_options(
-    lab: Annotated[Optional[str], typer.Option("--lab", help="Lab name (env LABCTL_LAB).")] = None,
+    lab: Annotated[Optional[str], typer.Option("--lab", "-n", help="Lab name (env LABCTL_LAB).")] = None,
     lab_file: Annotated[Optional[Path], typer.Option("--lab-file", "-f",
                                                       help="Lab file (default: ./labctl.toml if present).")] = None,
     wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for another labctl command "
                                                        "on the same lab (default: refuse at once).")] = 0.0,
 ) -> None:
+    if not math.isfinite(wait) or wait < 0:
+        raise UsageError(f"--wait {wait} is not a number of seconds", hint="e.g. --wait 60")
     CTX.selection = Selection.make(lab, lab_file, wait)
 
 
@@ -125,9 +146,13 @@ def status_cmd(
     """Each host: provider state, addresses, Docker version, swarm role and state. Exit 1 if unhealthy."""
     check_format(fmt)
     if all_labs_flag:
-        labs = []
+        labs: list[dict[str, str | None]] = []
         for name in all_labs():
-            spec = LabState(name).load_spec()
+            try:
+                spec = LabState(name).load_spec()
+            except LabError as exc:  # one damaged lab does not hide the others
+                labs.append({"lab": name, "provider": "damaged", "subnet": "-", "hosts": exc.message})
+                continue
             labs.append({"lab": name, "provider": spec.provider, "subnet": spec.subnet,
                          "hosts": ", ".join(spec.host_names)})
         if json_out:
@@ -137,7 +162,8 @@ def status_cmd(
                         [list(map(str, lab.values())) for lab in labs], fmt)
         return
     lab = Lab.open(CTX.selection)
-    rows = status.collect(lab)
+    with lab.locked(CTX.selection.wait, note, shared=True):
+        rows = status.collect(lab)
     if json_out:
         print(status.to_json(lab, rows))
     else:
@@ -157,11 +183,7 @@ def ssh(host: Annotated[str, typer.Argument(help="manager, worker-1, worker-2 (o
     client = shutil.which("ssh")
     if client is None:
         raise LabError("the ssh client is not installed", hint="apt-get install openssh-client")
-    os.execv(client, [
-        "ssh", "-p", str(endpoint.port), "-i", endpoint.key_file, "-o", "IdentitiesOnly=yes",
-        "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-        f"{endpoint.user}@{endpoint.hostname}",
-    ])
+    os.execv(client, client_argv(endpoint))
 
 
 @app.command("exec", context_settings={"allow_interspersed_args": False})
@@ -171,6 +193,8 @@ def exec_cmd(
     timeout: Annotated[float, typer.Option(help="Seconds before the command is ended.")] = 600,
 ) -> None:
     """Run a command on a host; its output and exit code are passed through."""
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise UsageError(f"--timeout {timeout} is not a number of seconds", hint="e.g. --timeout 60")
     lab = Lab.open(CTX.selection)
     target = lab.host(host)
     if command and command[0] == "--":
@@ -184,7 +208,8 @@ def exec_cmd(
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
 
-    result = target.run(line, timeout=timeout, on_line=echo)
+    with lab.locked(CTX.selection.wait, note, shared=True):
+        result = target.run(line, timeout=timeout, on_line=echo)
     lines = result.out.split("\n")
     if lines and lines[-1]:
         sys.stdout.write(lines[-1])  # an unterminated last line
@@ -212,6 +237,7 @@ def images_build_node(
     if image is None:
         image = LabState(CTX.selection.lab_name()).load_spec().node_image \
             if LabState(CTX.selection.lab_name()).exists() else LabSpec().node_image
+    validate.image(image)
     if docker_host.daemon_version() is None:
         raise LabError("no Docker daemon answers here", hint="start dockerd first")
     with phase(f"build node image {image}") as step:
@@ -225,21 +251,34 @@ def down() -> None:
     name = CTX.selection.lab_name()
     state = LabState(name)
     if not state.exists():
-        if state.dir.exists():
-            state.remove()
+        state.remove()  # a folder an interrupted `up` left, if labctl made it
         info(f"lab '{name}' does not exist: nothing to remove")
         return
     lab = Lab(state.load_spec(), state)
     with lab.locked(CTX.selection.wait, _notify):
+        problems: list[str] = []
         with phase("undo injected faults") as step:
             # Path drops live on this machine; on existing hosts every fault must go.
-            undone = faults.clear(lab) if lab.spec.existing else faults.clear_machine_rules(lab)
-            step.done(f"{len(undone)} undone" if undone else "none to undo")
+            cleared = faults.clear(lab) if lab.spec.existing else faults.clear_machine_rules(lab)
+            problems += cleared.failed
+            step.done(f"{len(cleared.done)} undone" if cleared.done else "none to undo")
+        backend = lab.backend()
         with phase(f"destroy lab {name}") as step:
-            lab.backend().destroy(step.note)
+            backend.destroy(step.note)
+            left = backend.leftovers()
+            problems += [f"{what} is still there" for what in left]
+            if left:
+                raise LabError(f"lab '{name}' was not fully removed: {'; '.join(problems)}",
+                               hint="its state is kept: run `labctl down` again, or remove what is named by hand")
             step.done("swarm dismantled, hosts kept" if lab.spec.existing
-                      else f"hosts, networks and volumes of {lab.spec.provider} removed")
-        state.remove()
+                      else f"hosts, networks and volumes of {lab.spec.provider} removed (checked)")
+        if problems:
+            raise LabError(f"lab '{name}' was destroyed, but: {'; '.join(problems)}",
+                           hint="its state is kept so `labctl down` can try again; `labctl fault list` "
+                                "shows what is recorded")
+        lab.close()
+        state.remove()  # under the lock: no `up` can start in a half-removed folder
+    info(f"lab '{name}' removed")
 
 
 # Command groups defined in their own modules are registered here.
@@ -262,7 +301,8 @@ def main() -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except click_exc.ClickException as exc:
-        exc.show()
+        ctx = getattr(exc, "ctx", None)
+        error(exc.format_message(), f"`{ctx.command_path if ctx is not None else 'labctl'} --help` shows the usage")
         sys.exit(exc.exit_code)
     except typer.Abort:
         error("interrupted")
@@ -270,4 +310,15 @@ def main() -> None:
     except KeyboardInterrupt:
         error("interrupted")
         sys.exit(130)
+    except Exception as exc:  # a defect: still one line, the traceback on request
+        if os.environ.get("LABCTL_DEBUG"):
+            raise
+        error(f"internal error: {type(exc).__name__}: {_one_line(str(exc))}",
+              "this is a bug in labctl; set LABCTL_DEBUG=1 to see the traceback")
+        sys.exit(EXIT_FAILED)
+
+
+def _one_line(text: str, width: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 3] + "..."
 

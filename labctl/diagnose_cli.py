@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,9 +11,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from .errors import UsageError
+from . import validate
+from .errors import LabError, UsageError
 from .lab import Lab
-from .ui import FormatOpt, check_format, console, emit_table, info
+from .ui import FormatOpt, check_format, check_output, console, emit_table, info, note, write_output
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -49,25 +51,28 @@ def diagnose(
     from diagnostics import collect, rules
 
     check_format(fmt)
+    check_output(evidence_out, "--save-evidence")
     args = list(target or [])
-    lab = Lab.open(_ctx())
     if args and args[0] == "ping":
         if len(args) != 3:
             raise UsageError("`labctl diagnose ping` needs two containers", hint="labctl diagnose ping SRC DST")
-        return _ping(lab, args[1], args[2], json_out)
+        src, dst = validate.container(args[1]), validate.container(args[2])
+        return _ping(Lab.open(_ctx()), src, dst, json_out)
+    lab = Lab.open(_ctx())
     if len(args) > 1:
         raise UsageError("diagnose takes one host (or none for the whole lab)",
                          hint="labctl diagnose worker-2")
     focus = lab.spec.host(args[0]).name if args else None
-    if json_out:
-        ev = collect.diagnose(lab, focus)
-    else:
-        with console.status(f"probing {focus or 'every host'} against every peer, both directions..."):
+    with lab.locked(_ctx().wait, note, shared=True):
+        if json_out:
             ev = collect.diagnose(lab, focus)
+        else:
+            with console.status(f"probing {focus or 'every host'} against every peer, both directions..."):
+                ev = collect.diagnose(lab, focus)
     findings = rules.analyze(ev)
     summary = rules.root_cause(findings)
     if evidence_out is not None:
-        evidence_out.write_text(json.dumps(ev.to_json(), indent=1) + "\n")
+        write_output(evidence_out, json.dumps(ev.to_json(), indent=1) + "\n", "--save-evidence")
     code = rules.exit_code(findings)
     if json_out:
         print(json.dumps({"lab": lab.spec.name, "host": focus, "healthy": code == 0, "seconds": ev.seconds,
@@ -107,11 +112,12 @@ def _print_findings(findings: list, title: str, fmt: str = "rich") -> None:
 def _ping(lab: Lab, src: str, dst: str, json_out: bool) -> None:
     from diagnostics import ping
 
-    if json_out:
-        result = ping.trace(lab, src, dst)
-    else:
-        with console.status(f"pinging {dst} from {src} while capturing VXLAN on both hosts..."):
+    with lab.locked(_ctx().wait, note, shared=True):
+        if json_out:
             result = ping.trace(lab, src, dst)
+        else:
+            with console.status(f"pinging {dst} from {src} while capturing VXLAN on both hosts..."):
+                result = ping.trace(lab, src, dst)
     if json_out:
         print(json.dumps(result.to_json(), indent=2))
     else:
@@ -131,15 +137,17 @@ def capture(
     """Live decoded view of a host's underlay: outer and inner addresses, VNI as network name, protocol."""
     from diagnostics import capture as cap
 
-    if count < 0 or seconds <= 0:
+    if count < 0 or not math.isfinite(seconds) or seconds <= 0:
         raise UsageError("--count must be >= 0 and --seconds > 0")
+    check_output(write, "--write")
     lab = Lab.open(_ctx())
     name = lab.spec.host(host).name
-    result = cap.run(lab, name, vxlan=vxlan, count=count, seconds=seconds, bpf=bpf,
-                     on_packet=(lambda d: print(json.dumps(d), flush=True)) if json_out else
-                     (lambda d: console.print(escape(cap.line(d)))))
+    with lab.locked(_ctx().wait, note, shared=True):
+        result = cap.run(lab, name, vxlan=vxlan, count=count, seconds=seconds, bpf=bpf,
+                         on_packet=(lambda d: print(json.dumps(d), flush=True)) if json_out else
+                         (lambda d: console.print(escape(cap.line(d)))), on_ready=note)
     if write is not None:
-        write.write_bytes(result.pcap)
+        write_output(write, result.pcap, "--write")
         if not json_out:
             info(f"{result.count} packets written to {write}")
     elif not json_out:
@@ -163,6 +171,8 @@ def fault_add(
     make a worker leave, or re-join it with a wrong advertise address."""
     from diagnostics import faults
 
+    if addr is not None:
+        addr = validate.ipv4(addr, hint="--addr takes an IPv4 address, e.g. 192.168.56.99")
     lab = Lab.open(_ctx())
     with lab.locked(_ctx().wait):
         fault = faults.add(lab, lab.spec.host(host).name, kind, port=port, action=action, direction=direction,
@@ -175,7 +185,8 @@ def fault_list(json_out: Annotated[bool, typer.Option("--json")] = False) -> Non
     from diagnostics import faults
 
     lab = Lab.open(_ctx())
-    items = faults.load(lab)
+    with lab.locked(_ctx().wait, note, shared=True):
+        items = faults.load(lab)
     if json_out:
         print(json.dumps([f.to_json() for f in items], indent=2))
         return
@@ -192,8 +203,12 @@ def fault_clear(host: Annotated[Optional[str], typer.Argument(help="Only this ho
 
     lab = Lab.open(_ctx())
     with lab.locked(_ctx().wait):
-        done = faults.clear(lab, lab.spec.host(host).name if host else None)
-    if not done:
+        cleared = faults.clear(lab, lab.spec.host(host).name if host else None)
+    if not cleared.done and not cleared.failed:
         info("no faults to clear")
-    for line in done:
+    for line in cleared.done:
         info(line)
+    if cleared.failed:
+        raise LabError("; ".join(cleared.failed),
+                       hint="undo it by hand, or run `labctl fault clear` again; "
+                            "`labctl fault list` shows the faults still recorded")

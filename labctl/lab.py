@@ -15,7 +15,16 @@ from .backends import Backend, existing
 from .backends.existing import ExistingBackend
 from .backends.vagrant import VagrantBackend
 from .errors import LabError, UsageError
-from .spec import DEFAULT_NAME, LAB_FILE_NAME, LabSpec, describe, free_subnet, load_spec, read_lab_file
+from .spec import (
+    DEFAULT_NAME,
+    LAB_FILE_NAME,
+    LabSpec,
+    check_lab_name,
+    describe,
+    free_subnet,
+    load_spec,
+    read_lab_file,
+)
 from .ssh import Endpoint, Host
 from .state import LabState, all_labs
 
@@ -30,7 +39,12 @@ class Selection:
 
     @classmethod
     def make(cls, lab: str | None, lab_file: Path | None, wait: float) -> Selection:
-        lab = lab or os.environ.get("LABCTL_LAB") or None
+        if lab is not None:
+            check_lab_name(lab, "--lab")
+        elif os.environ.get("LABCTL_LAB"):
+            lab = check_lab_name(os.environ["LABCTL_LAB"], "LABCTL_LAB")
+        else:
+            lab = None
         if lab_file is not None and not lab_file.is_file():
             raise UsageError(f"lab file {lab_file} does not exist")
         if lab_file is None and Path(LAB_FILE_NAME).is_file():
@@ -41,8 +55,9 @@ class Selection:
         if self.lab_file is None:
             return None
         raw, _ = read_lab_file(self.lab_file)
-        name = raw.get("lab", {}).get("name")
-        return name if isinstance(name, str) else None
+        section = raw.get("lab")
+        name = section.get("name") if isinstance(section, dict) else None
+        return check_lab_name(name, f"{self.lab_file}: lab.name") if isinstance(name, str) else None
 
     def lab_name(self) -> str:
         """The name of an existing lab this selection points at."""
@@ -53,6 +68,19 @@ class Selection:
         if len(labs) == 1:
             return labs[0]
         return DEFAULT_NAME
+
+
+def _other_subnets(name: str) -> dict[str, str]:
+    """The subnets of the other labs here; a lab whose state is damaged is passed over (its own
+    commands say so), not a reason to refuse this one."""
+    subnets = {}
+    for other in all_labs():
+        if other != name:
+            try:
+                subnets[other] = LabState(other).load_spec().subnet
+            except LabError:
+                continue
+    return subnets
 
 
 class Lab:
@@ -83,8 +111,8 @@ class Lab:
         state = LabState(name)
         current = state.load_spec() if state.exists() else None
         # Without an explicit subnet a lab keeps its own, or takes a free one.
-        default = current.subnet if current else free_subnet(
-            {LabState(n).load_spec().subnet for n in all_labs() if n != name})
+        others = _other_subnets(name)
+        default = current.subnet if current else free_subnet(set(others.values()))
         spec = load_spec(selection.lab_file, overrides, default_subnet=default)
         if current is not None:
             was, now = describe(current), describe(spec)
@@ -100,16 +128,20 @@ class Lab:
             spec = current
         else:
             mine = ipaddress.ip_network(spec.subnet)
-            for other in all_labs():
-                if other != spec.name and ipaddress.ip_network(LabState(other).load_spec().subnet).overlaps(mine):
+            for other, subnet in others.items():
+                if ipaddress.ip_network(subnet).overlaps(mine):
                     raise UsageError(f"subnet {spec.subnet} overlaps lab '{other}'",
                                      hint="pick another with --subnet")
         return cls(spec, state)
 
     @contextmanager
-    def locked(self, wait: float, notify: Any = None) -> Iterator[None]:
+    def locked(self, wait: float, notify: Any = None, shared: bool = False) -> Iterator[None]:
+        """Hold the lab: exclusively to change it, shared to read it."""
         self.state.ensure_dir()
-        with lock.lab_lock(self.state.lock_path, self.spec.name, wait, notify):
+        with lock.lab_lock(self.state.lock_path, self.spec.name, wait, notify, shared):
+            if shared and not self.state.exists():  # `down` went first
+                raise LabError(f"lab '{self.spec.name}' was removed while this command waited",
+                               hint="`labctl up` creates it")
             yield
 
     def backend(self) -> Backend:

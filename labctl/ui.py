@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,7 +16,15 @@ from rich.markup import escape
 from rich.table import Table
 from tabulate import tabulate
 
-from .errors import UsageError
+from .errors import LabError, UsageError
+
+
+def click_settings() -> dict[str, object]:
+    """Context settings of the command line. Rich's consoles (ours, typer's help) leave
+    colour out when NO_COLOR is set (https://no-color.org); Click's own messages need
+    to be told."""
+    return {"color": False} if os.environ.get("NO_COLOR") else {}
+
 
 console = Console(highlight=False)
 if not console.is_terminal:  # piped or in CI: wide enough that tables don't truncate
@@ -64,13 +74,45 @@ def phase(title: str, quiet: bool = False) -> Iterator[Step]:
 
 
 def error(message: str, hint: str | None = None) -> None:
-    err_console.print(f"[red]error:[/red] {escape(message)}")
+    """An error as one line (and a hint line): a value quoted in it cannot break it up."""
+    err_console.print(f"[red]error:[/red] {escape(_one_line(message))}")
     if hint:
-        err_console.print(f"[yellow]hint:[/yellow] {escape(hint)}")
+        err_console.print(f"[yellow]hint:[/yellow] {escape(_one_line(hint))}")
+
+
+def _one_line(text: str) -> str:
+    return " | ".join(line.strip() for line in text.strip().splitlines() if line.strip()) or "-"
+
+
+def check_output(path: Path | None, option: str) -> None:
+    """Refuse an output file that cannot be written before any work is done."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a folder", hint=f"{option} takes a file path")
+    if not path.parent.is_dir():
+        raise UsageError(f"folder {path.parent} does not exist", hint=f"{option} takes a writable file path")
+
+
+def write_output(path: Path, data: str | bytes, option: str) -> None:
+    """Write a file the user asked for (`--report`, `--write`, ...); failing to is one line, not a traceback."""
+    try:
+        if isinstance(data, bytes):
+            path.write_bytes(data)
+        else:
+            path.write_text(data)
+    except OSError as exc:
+        raise LabError(f"cannot write {option} file {path}: {exc.strerror or exc}",
+                       hint=f"{option} takes the path of a file you can write") from None
 
 
 def info(message: str) -> None:
     console.print(escape(message))
+
+
+def note(message: str) -> None:
+    """A remark on stderr, where it cannot spoil output meant for scripts."""
+    err_console.print(escape(message))
 
 
 def flush() -> None:

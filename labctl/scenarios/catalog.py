@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shlex
 
+from .. import validate
 from ..ssh import Result
 from . import checks, parse
 from .checks import curl, inspect_lists_tasks, network_listed, network_not_listed, nginx_page, ping_ok
@@ -270,7 +272,7 @@ def _task_ips(ctx: Ctx, service: str, network: str) -> list[str]:
     for host, names in checks.task_hosts(ctx, service).items():
         for name in names:
             fmt = f'{{{{(index .NetworkSettings.Networks "{network}").IPAddress}}}}'
-            out = ctx.sh(host, f"docker inspect --format '{fmt}' {name}")
+            out = ctx.sh(host, f"docker inspect --format '{fmt}' {shlex.quote(name)}")
             ips += out.out.split()
     return sorted(ips)
 
@@ -330,12 +332,15 @@ def _bridge_lists_both(ctx: Ctx, out: Result) -> str:
     gateway, where = info.gateway, ""
     if not gateway:  # some dockerd versions list only the subnet: the gateway is the bridge's own address
         bridge = json.loads(out.out)[0].get("Options", {}).get("com.docker.network.bridge.name", "docker0")
-        gateway = parse.ip_addr_ipv4(ctx.sh(ctx.manager, f"ip -4 addr show {bridge}").out, bridge)
+        bridge = validate.interface(bridge, reported_by=ctx.manager)
+        gateway = parse.ip_addr_ipv4(ctx.sh(ctx.manager, f"ip -4 addr show {shlex.quote(bridge)}").out, bridge)
         where = f" ({bridge}'s address; IPAM lists no Gateway)"
     if not gateway:
         raise Fail("no gateway: neither in IPAM.Config nor on the bridge", output=out.out[-800:])
     subnet = ipaddress.ip_network(info.subnet) if info.subnet else None
-    ctx.vars.update(ip1=info.containers["container01-alpine"], ip2=info.containers["container02-alpine"])
+    # the addresses go into later steps' commands (ping IP)
+    ctx.vars.update(ip1=validate.ipv4(info.containers["container01-alpine"], reported_by=ctx.manager),
+                    ip2=validate.ipv4(info.containers["container02-alpine"], reported_by=ctx.manager))
     outside = [ip for ip in (gateway, ctx.vars["ip1"], ctx.vars["ip2"])
                if subnet is not None and ipaddress.ip_address(ip) not in subnet]
     if outside:

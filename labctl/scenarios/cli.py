@@ -8,17 +8,44 @@ from typing import Annotated, Optional
 
 import typer
 from tabulate import tabulate
+from typer.core import TyperGroup
+
+try:  # typer >= 0.20 vendors its own Click
+    from typer import _click as click  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - older typer uses Click itself
+    import click  # type: ignore[no-redef]
 
 from ..errors import EXIT_FAILED, LabError, UsageError
 from ..lab import Lab, Selection
-from ..ui import console, info, phase
+from ..ui import check_output, console, info, phase, write_output
 from . import images, limits
 from .catalog import SCENARIOS
 from .engine import Ctx, Scenario, ScenarioResult, clean_up, run_scenario, snapshot
-from .report import SUMMARY_HEADERS, QuietPrinter, TerminalPrinter, markdown, summary_rows, to_json
+from .report import (
+    SUMMARY_HEADERS,
+    QuietPrinter,
+    TerminalPrinter,
+    markdown,
+    run_ok,
+    summary_line,
+    summary_rows,
+    to_json,
+)
 
-app = typer.Typer(help="Docker's overlay-networking tutorials, run on the lab's hosts and checked.",
-                  no_args_is_help=True)
+
+class _ScenarioGroup(TyperGroup):
+    """`labctl scenario NAME ...` is `labctl scenario run NAME ...`."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None,
+                                                                             list[str]]:
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            return "run", self.commands["run"], args
+        return super().resolve_command(ctx, args)
+
+
+app = typer.Typer(cls=_ScenarioGroup, no_args_is_help=True,
+                  help="Docker's overlay-networking tutorials, run on the lab's hosts and checked. "
+                       "`labctl scenario NAME` runs one (the same as `labctl scenario run NAME`).")
 
 
 def _selection() -> Selection:
@@ -33,7 +60,8 @@ def _pick(names: list[str]) -> list[Scenario]:
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown or "all" in names:
         raise UsageError(f"no scenario named {', '.join(unknown) or 'all (with others)'}",
-                         hint=f"scenarios: {', '.join(SCENARIOS)}, or `all` alone (`labctl scenario list`)")
+                         hint=f"scenarios: {', '.join(SCENARIOS)}, or `all` alone; commands: list, run, clean "
+                              "(`labctl scenario --help`)")
     return [SCENARIOS[n] for n in dict.fromkeys(names)]
 
 
@@ -81,11 +109,16 @@ def run_cmd(
     image_mode: ImagesOpt = None,
     alpine: AlpineOpt = None,
     nginx: NginxOpt = None,
+    strict: Annotated[bool, typer.Option("--strict", help="A check skipped because this lab cannot run it "
+                                                          "(no IPVS, no way out...) fails the run.")] = False,
 ) -> None:
-    """Run scenarios: each step's host, command, check and time. Exit 0 if every check passed, 1 if not."""
+    """Run scenarios: each step's host, command, check and time.
+
+    Exit 0 if every check that can run on this lab passed (skips are listed), 1 if a check failed,
+    something was left behind, or - with --strict - a check was skipped."""
     chosen = _pick(names)
-    if report is not None and not report.parent.exists():
-        raise UsageError(f"folder {report.parent} does not exist", hint="--report takes a writable file path")
+    images.request(image_mode, alpine, nginx)  # bad input is refused before anything runs
+    check_output(report, "--report")
     selection = _selection()
     lab = Lab.open(selection)
     results: list[ScenarioResult] = []
@@ -98,18 +131,20 @@ def run_cmd(
             if result.interrupted:
                 break
     if report is not None:
-        report.write_text(markdown(lab.spec, ctx.images, ctx.limits, results) + "\n")
+        write_output(report, markdown(lab.spec, ctx.images, ctx.limits, results) + "\n", "--report")
     if json_out:
-        print(to_json(lab.spec, ctx.images, ctx.limits, results))
-    elif len(results) > 1:
-        console.print()
-        print(tabulate(summary_rows(results), headers=SUMMARY_HEADERS, tablefmt="plain"))
+        print(to_json(lab.spec, ctx.images, ctx.limits, results, strict))
+    else:
+        if len(results) > 1:
+            console.print()
+            print(tabulate(summary_rows(results), headers=SUMMARY_HEADERS, tablefmt="plain"))
+        info(summary_line(results, strict))
     if report is not None and not json_out:
         info(f"report written to {report}")
     if results and results[-1].interrupted:
         raise LabError(f"interrupted during {results[-1].name}; its clean-up ran"
                        if not keep else f"interrupted during {results[-1].name}", exit_code=130)
-    if any(r.status != "pass" for r in results):
+    if not run_ok(results, strict):
         raise typer.Exit(EXIT_FAILED)
 
 

@@ -216,6 +216,7 @@ def run_step(step: Step, ctx: Ctx) -> StepResult | None:
     while True:
         result.attempts += 1
         failure: Fail | None = None
+        out: Result | None = None
         try:
             out = ctx.hosts[host].run(command, sudo=True, timeout=step.timeout)
             if step.expect_rc is not None and out.rc != step.expect_rc:
@@ -229,8 +230,11 @@ def run_step(step: Step, ctx: Ctx) -> StepResult | None:
             break
         except Fail as exc:
             failure = exc
-        except LabError as exc:  # a timeout, a lost connection
+        except LabError as exc:  # a timeout, a lost connection, a host reporting nonsense
             failure = Fail(exc.message, hint=exc.hint)
+        except (ValueError, LookupError, TypeError, AttributeError) as exc:  # output of an unexpected shape
+            failure = Fail(f"the output could not be read ({type(exc).__name__}: {exc})",
+                           output=_tail(out) if out else "")
         elapsed = time.monotonic() - started
         if time.monotonic() + step.interval >= deadline or (
                 failure.retry_for is not None and elapsed + step.interval >= failure.retry_for):

@@ -11,14 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import images as core_images
+from .. import validate
 from ..backends.docker_host import docker
 from ..errors import LabError, UsageError
-from ..paths import PROVISION_DIR
+from ..paths import provision_dir
 from ..ssh import Host, fan_out, raise_first
 
 REGISTRY_SET = ("alpine", "nginx")
 OFFLINE_SET = ("labctl/alpine-lite:latest", "labctl/nginx-lite:latest")
-BUILD_SCRIPT = PROVISION_DIR / "lab-images" / "build.sh"
 MODES = ("auto", "registry", "offline")
 
 
@@ -43,14 +43,29 @@ def _pull(host: Host, name: str) -> tuple[bool, str]:
     return result.ok, result.tail(1)
 
 
-def choose(hosts: dict[str, Host], manager: str, mode: str | None = None, alpine: str | None = None,
-           nginx: str | None = None, notify: Callable[[str], None] | None = None) -> ImageSet:
-    """The image set for this run (flags, then LABCTL_SCENARIO_IMAGES / _ALPINE / _NGINX)."""
+def request(mode: str | None = None, alpine: str | None = None,
+            nginx: str | None = None) -> tuple[str, str | None, str | None]:
+    """The image set asked for (flags, then LABCTL_SCENARIO_IMAGES / _ALPINE / _NGINX), checked:
+    image names end up in the commands the hosts run."""
     mode = mode or os.environ.get("LABCTL_SCENARIO_IMAGES") or "auto"
-    alpine = alpine or os.environ.get("LABCTL_ALPINE_IMAGE") or None
-    nginx = nginx or os.environ.get("LABCTL_NGINX_IMAGE") or None
     if mode not in MODES:
         raise UsageError(f"unknown image set '{mode}'", hint=f"use one of: {', '.join(MODES)}")
+    alpine = alpine or os.environ.get("LABCTL_ALPINE_IMAGE") or None
+    nginx = nginx or os.environ.get("LABCTL_NGINX_IMAGE") or None
+    for flag, env, value in (("--alpine-image", "LABCTL_ALPINE_IMAGE", alpine),
+                             ("--nginx-image", "LABCTL_NGINX_IMAGE", nginx)):
+        if value is not None:
+            try:
+                validate.image(value)
+            except UsageError as exc:
+                raise UsageError(f"{flag} (or {env}): {exc.message}", hint=exc.hint) from None
+    return mode, alpine, nginx
+
+
+def choose(hosts: dict[str, Host], manager: str, mode: str | None = None, alpine: str | None = None,
+           nginx: str | None = None, notify: Callable[[str], None] | None = None) -> ImageSet:
+    """The image set for this run (see `request`)."""
+    mode, alpine, nginx = request(mode, alpine, nginx)
     say = notify or (lambda _: None)
     if mode == "auto":
         wanted = (alpine or REGISTRY_SET[0], nginx or REGISTRY_SET[1])
@@ -78,19 +93,20 @@ def _offline(hosts: dict[str, Host], names: tuple[str, str], reason: str, say: C
                if not ok]
     if lacking:
         missing_here = [n for n in names if docker("image", "inspect", n).returncode != 0]
+        build_script = provision_dir() / "lab-images" / "build.sh"
         if missing_here and names == OFFLINE_SET:
-            say(f"building the offline image set on this machine ({BUILD_SCRIPT.name}, about a minute)")
-            build = subprocess.run(["sh", str(BUILD_SCRIPT)], capture_output=True, text=True, timeout=1200)
+            say(f"building the offline image set on this machine ({build_script.name}, about a minute)")
+            build = subprocess.run(["sh", str(build_script)], capture_output=True, text=True, timeout=1200)
             if build.returncode != 0:
                 detail = (build.stderr or build.stdout).strip()[-300:]
                 raise LabError(f"building the offline image set failed: {detail}",
-                               hint=f"run `sh {BUILD_SCRIPT}` by hand (needs root, debootstrap, busybox-static)")
+                               hint=f"run `sh {build_script}` by hand (needs root, debootstrap, busybox-static)")
             missing_here = [n for n in names if docker("image", "inspect", n).returncode != 0]
         if missing_here:
             raise LabError(
                 f"{', '.join(h.name for h in lacking)} lack {', '.join(names)}, and this machine's Docker "
                 f"does not have {', '.join(missing_here)} to load",
-                hint=f"build them: `sh {BUILD_SCRIPT}` (Debian packages only, about a minute), then run again",
+                hint=f"build them: `sh {build_script}` (Debian packages only, about a minute), then run again",
             )
         say(f"loading {', '.join(names)} into {', '.join(h.name for h in lacking)}")
         core_images.load(lacking, list(names))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .. import validate
 from ..errors import LabError
 from ..ssh import Host, fan_out
 
@@ -108,10 +109,13 @@ def detect(hosts: dict[str, Host]) -> Limits:
         return parse_all(host.run(PROBE, sudo=True, timeout=30).out)
     limits = Limits()
     for name, found in fan_out(list(hosts.values()), probe).items():
-        if isinstance(found, BaseException):
+        if isinstance(found, LabError):
             raise found
+        if isinstance(found, BaseException):
+            raise LabError(f"{name}: the kernel-limit probe failed ({type(found).__name__}: {found})")
         limits.missing_by_host[name], node, limits.swarm_states[name] = found
-        limits.node_names[name] = node or name
+        # the node name goes into the scenarios' commands (--constraint node.hostname!=NAME)
+        limits.node_names[name] = validate.hostname(node, reported_by=name) if node else name
     return limits
 
 

@@ -93,10 +93,30 @@ def summary_rows(results: list[ScenarioResult]) -> list[list[str]]:
 SUMMARY_HEADERS = ["scenario", "result", "passed", "failed", "skipped", "clean-up", "time"]
 
 
-def to_json(spec: LabSpec, images: ImageSet, limits: Limits, results: list[ScenarioResult]) -> str:
+def run_ok(results: list[ScenarioResult], strict: bool = False) -> bool:
+    """Every check that can run here passed (and, when strict, none was skipped)."""
+    skipped = sum(r.count("skip") for r in results)
+    return all(r.status == "pass" for r in results) and not (strict and skipped)
+
+
+def summary_line(results: list[ScenarioResult], strict: bool = False) -> str:
+    """The run's verdict in one line, skips included: a skip is never a pass."""
+    passed = sum(r.status == "pass" for r in results)
+    checks = {s: sum(r.count(s) for r in results) for s in ("pass", "fail", "skip")}  # type: ignore[arg-type]
+    line = (f"{passed} of {len(results)} scenario(s) passed; checks: {checks['pass']} passed, "
+            f"{checks['fail']} failed, {checks['skip']} skipped")
+    if checks["skip"]:
+        line += (" - a skipped check fails the run (--strict)" if strict else
+                 " (each with its reason above; --strict makes a skip fail the run)")
+    return line
+
+
+def to_json(spec: LabSpec, images: ImageSet, limits: Limits, results: list[ScenarioResult],
+            strict: bool = False) -> str:
     data: dict[str, Any] = {
         "lab": spec.name, "provider": spec.provider, "subnet": spec.subnet,
-        "ok": all(r.status == "pass" for r in results),
+        "ok": run_ok(results, strict), "strict": strict,
+        "skipped": sum(r.count("skip") for r in results),
         "images": images.to_json(), "limits": limits.to_json(),
         "scenarios": [r.to_json() for r in results],
     }

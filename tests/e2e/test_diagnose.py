@@ -4,8 +4,11 @@ direction, where) and `fault clear` brings the lab back to no findings; faults m
 
 from __future__ import annotations
 
+import base64
+import fcntl
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -15,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LabRun
+from labctl.wait import WaitTimeout, wait_until
+from tests.conftest import LabRun, wait_for_line
 
 pytestmark = pytest.mark.e2e
 
@@ -35,13 +39,39 @@ def problems(data: dict) -> set[tuple]:
             for f in data["findings"] if f["severity"] in ("error", "warning")}
 
 
-def wait_healthy(lab: LabRun, tries: int = 6) -> dict:
-    for _ in range(tries):
-        data = diagnose(lab)
-        if data["healthy"]:
-            return data
-        time.sleep(3)
-    return data
+def wait_healthy(lab: LabRun, timeout: float = 30) -> dict:
+    """The lab's diagnosis once it is healthy (gossip converged), or the last one after `timeout` s."""
+    seen: dict = {}
+
+    def healthy() -> bool:
+        seen["data"] = diagnose(lab)
+        return bool(seen["data"]["healthy"])
+
+    try:
+        wait_until(healthy, timeout, "the lab diagnosed healthy", interval=1)
+    except WaitTimeout:
+        pass
+    return seen["data"]
+
+
+def test_ctrl_c_during_diagnose_ends_it_at_once(lab: LabRun) -> None:
+    """A hung host (frozen: the TCP handshake works, sshd never answers) does not hold Ctrl-C up."""
+    node = f"labctl-{lab.name}-worker-1"
+    subprocess.run(["docker", "pause", node], check=True, capture_output=True)
+    try:
+        proc = subprocess.Popen([*lab_cmd(lab), "diagnose", "--json"], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=lab.env)
+        wait_until(lambda: lab.lock_blocks(fcntl.LOCK_EX) or proc.poll() is not None, 30,
+                   "diagnose reading the lab", interval=0.02)
+        assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGINT)
+        interrupted = time.monotonic()
+        _, err = proc.communicate(timeout=30)
+        assert time.monotonic() - interrupted < 2, err
+        assert proc.returncode == 130 and "Traceback" not in err
+    finally:
+        subprocess.run(["docker", "unpause", node], check=True, capture_output=True)
+    assert wait_healthy(lab)["healthy"]
 
 
 def test_healthy_lab_no_findings_and_fast(lab: LabRun) -> None:
@@ -103,6 +133,31 @@ def test_hand_made_iptables_rule_on_a_host(lab: LabRun) -> None:
         assert f["rule"].startswith("worker-1: filter/INPUT: -A INPUT -s")
     finally:
         lab.sh("worker-1", f"iptables -D {rule}")
+    assert wait_healthy(lab)["healthy"]
+
+
+SHIM = "/usr/local/sbin/iptables"  # ahead of /usr/sbin on sudo's secure_path
+
+
+def test_fault_clear_says_what_it_could_not_undo(lab: LabRun) -> None:
+    """An undo that did not take (here: an iptables that ignores -D) is reported, and the fault stays
+    recorded so a later clear can finish the job."""
+    lab("fault", "add", "worker-1", "block", "--port", "4789/udp", check=True)
+    fault_id = json.loads(lab("fault", "list", "--json", check=True).stdout)[0]["id"]
+    shim = base64.b64encode(b'#!/bin/sh\n[ "$1" = -D ] && exit 0\nexec /usr/sbin/iptables "$@"\n').decode()
+    assert lab.sh("worker-1", f"echo {shim} | base64 -d > {SHIM} && chmod 755 {SHIM}").returncode == 0
+    try:
+        proc = lab("fault", "clear")
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert f"fault {fault_id} (DROP UDP 4789 inbound on worker-1) was not undone: its rule is still in " \
+               "worker-1's INPUT chain" in proc.stderr
+        assert "cleared" not in proc.stdout
+        assert [f["id"] for f in json.loads(lab("fault", "list", "--json", check=True).stdout)] == [fault_id]
+    finally:
+        lab.sh("worker-1", f"rm -f {SHIM}")
+    done = lab("fault", "clear", check=True)
+    assert f"fault {fault_id} cleared" in done.stdout
+    assert "labctl-fault-" not in lab.sh("worker-1", "iptables -S INPUT").stdout
     assert wait_healthy(lab)["healthy"]
 
 
@@ -191,10 +246,12 @@ def test_capture_decodes_what_tshark_decodes(lab: LabRun, containers: tuple[str,
     pcap = tmp_path / "cap.pcap"
     proc = subprocess.Popen(
         [*lab_cmd(lab), "capture", "worker-2", "--vxlan", "--count", "4", "--seconds", "15", "--json",
-         "--write", str(pcap)], stdout=subprocess.PIPE, text=True, env=lab.env)
-    time.sleep(3)
+         "--write", str(pcap)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=lab.env)
+    assert proc.stdout is not None and proc.stderr is not None
+    wait_for_line(proc.stderr, "capturing on worker-2", 30)  # stderr is read on in the background
     lab.sh("manager", f"docker exec {a} ping -c 3 -i 0.3 {b}")
-    out, _ = proc.communicate(timeout=60)
+    proc.wait(timeout=60)
+    out = proc.stdout.read()
     ours = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     assert len(ours) == 4 and all(p["network"] == NET for p in ours)
     fields = subprocess.run(

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import paramiko
 import pytest
 
+from labctl.wait import wait_until
 from tests.conftest import LabRun, _docker_ok
 
 pytestmark = pytest.mark.e2e
@@ -39,6 +39,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def sshd_answers(port: int) -> bool:
+    """Does an sshd answer on this port with its banner? (docker's port proxy accepts the
+    connection and hangs up while the container's sshd is not up yet)"""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            sock.settimeout(2)
+            return sock.recv(64).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def wait_for_sshd(port: int) -> None:
+    wait_until(lambda: sshd_answers(port), 60, f"an sshd answering on 127.0.0.1:{port}", interval=0.2)
 
 
 def cleanup() -> None:
@@ -76,7 +91,8 @@ def existing(lab: LabRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     env = {**lab.env, "LABCTL_KNOWN_HOSTS": str(tmp / "known_hosts")}
     run = LabRun("e2e-existing", SUBNET, env)
     run.lab_file = lab_file  # type: ignore[attr-defined]
-    time.sleep(1)  # sshd starting
+    for port in ports.values():
+        wait_for_sshd(port)
     yield run
     run("down")
     cleanup()
@@ -120,12 +136,17 @@ def test_a_changed_host_key_is_refused(existing: LabRun) -> None:
     name = "labctl-e2e-existing-worker-2"
     docker("exec", name, "sh", "-c", "rm -f /etc/ssh/ssh_host_*")
     docker("restart", name)  # the node's init makes new host keys
-    time.sleep(1)
+    wait_for_sshd(int(docker("port", name, "22").rsplit(":", 1)[1]))
     proc = existing("exec", "worker-2", "--", "true")
     assert proc.returncode == 1
     assert "CHANGED" in proc.stderr and "ssh-keygen -R" in proc.stderr
     proc = existing("--lab-file", str(existing.lab_file), "up", "--accept-new-host-keys")  # type: ignore[attr-defined]
     assert proc.returncode == 1 and "CHANGED" in proc.stderr
+    # `labctl ssh` checks host keys the same way: refused for the changed host, not for the others
+    proc = existing("ssh", "worker-2", input="exit\n")
+    assert proc.returncode == 255 and "Host key verification failed" in proc.stderr, proc.stderr
+    proc = existing("ssh", "manager", input="echo ok; exit\n")
+    assert proc.returncode == 0 and "ok" in proc.stdout.split(), proc.stdout + proc.stderr
 
 
 def test_down_dismantles_the_swarm_but_keeps_the_hosts(existing: LabRun) -> None:
@@ -135,6 +156,8 @@ def test_down_dismantles_the_swarm_but_keeps_the_hosts(existing: LabRun) -> None
     subprocess.run(["ssh-keygen", "-R", f"[127.0.0.1]:{port}", "-f", str(known)], capture_output=True, check=True)
     assert existing("--lab-file", str(existing.lab_file), "up",  # type: ignore[attr-defined]
                     "--accept-new-host-keys").returncode == 0
+    proc = existing("ssh", "worker-2", input="echo ok; exit\n")  # its new key is known now
+    assert proc.returncode == 0 and "ok" in proc.stdout.split(), proc.stdout + proc.stderr
     proc = existing("down")
     assert proc.returncode == 0, proc.stderr
     assert "hosts kept" in proc.stdout

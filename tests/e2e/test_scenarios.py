@@ -10,11 +10,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from labctl.wait import WaitTimeout, wait_until
 from tests.conftest import LabRun
 
 pytestmark = pytest.mark.e2e
@@ -51,12 +51,18 @@ def host_state(lab: LabRun, by_name: bool = False) -> dict[str, str]:
 
 
 def settled_state(lab: LabRun, want: dict[str, str], wait: float = 30, by_name: bool = False) -> dict[str, str]:
-    deadline = time.monotonic() + wait
-    while True:
-        now = host_state(lab, by_name)
-        if now == want or time.monotonic() > deadline:
-            return now
-        time.sleep(1)
+    """The hosts' state once it is `want` (the swarm removes things asynchronously), or the last seen."""
+    seen: dict[str, dict[str, str]] = {}
+
+    def settled() -> bool:
+        seen["now"] = host_state(lab, by_name)
+        return seen["now"] == want
+
+    try:
+        wait_until(settled, wait, "the hosts' state settled", interval=1)
+    except WaitTimeout:
+        pass
+    return seen["now"]
 
 
 def run_json(lab: LabRun, *args: str, timeout: float = 900) -> tuple[int, dict]:  # type: ignore[type-arg]
@@ -99,6 +105,20 @@ def test_every_scenario_passes_and_leaves_the_hosts_as_found(scen_lab: LabRun, t
     text = report.read_text()
     assert "| host " in text and "## standalone-overlay: PASS" in text
     assert settled_state(scen_lab, before) == before
+
+
+def test_scenario_name_runs_it_and_a_skip_is_never_a_pass(scen_lab: LabRun) -> None:
+    """`labctl scenario NAME` as the owner types it; skips are counted, and --strict fails on them."""
+    proc = scen_lab("scenario", "default-bridge", timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    line = proc.stdout.strip().splitlines()[-1]
+    assert line.startswith("1 of 1 scenario(s) passed; checks: ") and " 0 failed, " in line
+    skipped = int(line.split(" failed, ")[1].split(" skipped")[0])
+    rc, data = run_json(scen_lab, "default-bridge", "--strict")
+    assert data["strict"] is True and data["skipped"] == skipped
+    assert data["scenarios"][0]["status"] == "pass"
+    # without a way out of the lab the internet ping is skipped: then --strict fails the run
+    assert (rc, data["ok"]) == ((1, False) if skipped else (0, True))
 
 
 def test_vxlan_drop_fails_standalone_overlay_at_the_cross_host_ping(scen_lab: LabRun) -> None:
@@ -172,7 +192,8 @@ def test_manager_dockerd_restart_during_a_run(scen_lab: LabRun) -> None:
         if "now lists test-net" in line:
             break
     subprocess.run(["docker", "exec", node, "sh", "-c",
-                    "pkill -x dockerd; while pgrep -x dockerd >/dev/null; do sleep 0.2; done"], check=True)
+                    "pkill -x dockerd; while pgrep -x dockerd >/dev/null; do sleep 0.2; done"], check=True,
+                   timeout=60)
     out, err = proc.communicate(timeout=600)
     text = "".join(seen) + out + err
     assert proc.returncode == 1, text

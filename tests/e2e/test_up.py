@@ -3,16 +3,19 @@ healing, and `down` leaving nothing behind."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
-import time
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import LabRun, _remove_leftovers
+from labctl.wait import wait_until
+from tests.conftest import LabRun, _remove_leftovers, wait_for_line
 
 pytestmark = pytest.mark.e2e
 
@@ -139,18 +142,48 @@ def test_join_token_never_leaves_the_hosts(lab: LabRun) -> None:
     assert mode == "600"
 
 
+def images_load(lab: LabRun) -> subprocess.Popen[str]:
+    """`labctl images load` of the 470 MB node image: it holds the lab while it copies,
+    returned once it holds it."""
+    proc = subprocess.Popen([sys.executable, "-m", "labctl", "--lab", lab.name, "images", "load",
+                             "labctl-node:bookworm"], env=lab.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: lab.lock_blocks(fcntl.LOCK_SH) or proc.poll() is not None, 30, "`images load` holding the lab")
+    assert proc.poll() is None, proc.communicate()
+    return proc
+
+
 def test_second_command_on_the_same_lab_is_refused(lab: LabRun) -> None:
-    first = subprocess.Popen([sys.executable, "-m", "labctl", "--lab", lab.name, "images", "load",
-                              "labctl-node:bookworm"], env=lab.env, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    first = images_load(lab)
     try:
-        time.sleep(1.5)  # `images load` holds the lock while it copies a 470 MB image
         second = lab("up")
         assert second.returncode == 4
         assert "is busy" in second.stderr and "images load" in second.stderr
     finally:
         first.kill()
         first.wait()
+
+
+def test_a_reader_says_the_lab_is_changing_or_waits_with_wait(lab: LabRun) -> None:
+    first = images_load(lab)
+    try:
+        for args in (["status"], ["exec", "manager", "--", "true"], ["diagnose"], ["fault", "list"]):
+            proc = lab(*args)
+            assert proc.returncode == 4, (args, proc.stdout, proc.stderr)
+            assert f"lab '{lab.name}' is changing: `labctl --lab {lab.name} images load" in proc.stderr
+            assert f"(pid {first.pid}, running for " in proc.stderr and "--wait" in proc.stderr
+            assert "healthy" not in proc.stdout and "Ready" not in proc.stdout  # no verdict on a half-made lab
+        waiting = subprocess.Popen([sys.executable, "-m", "labctl", "--lab", lab.name, "--wait", "120",
+                                    "status", "--json"], env=lab.env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        assert waiting.stderr is not None
+        wait_for_line(waiting.stderr, "waiting for `labctl", 30)
+        assert waiting.poll() is None
+    finally:
+        first.kill()
+        first.wait()
+    out, _ = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0 and json.loads(out)["healthy"] is True
 
 
 CTRL_C_LAB = "e2e-ctrlc"
@@ -166,17 +199,14 @@ def lab_containers(name: str) -> list[str]:
                           capture_output=True, text=True).stdout.split()
 
 
-def test_ctrl_c_during_up_resumes_and_down_leaves_nothing(lab: LabRun) -> None:
+def test_ctrl_c_during_up_resumes_and_down_leaves_nothing(lab: LabRun, tmp_path: Path) -> None:
     labrun, lab = lab, LabRun(CTRL_C_LAB, CTRL_C_SUBNET, lab.env)
     _remove_leftovers(CTRL_C_LAB)
     try:
         proc = subprocess.Popen([sys.executable, "-m", "labctl", "--lab", lab.name, "up", "--provider", "docker",
                                  "--subnet", lab.subnet], env=lab.env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while not lab_containers(CTRL_C_LAB) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert lab_containers(CTRL_C_LAB), "up never created a container"
+        wait_until(lambda: lab_containers(CTRL_C_LAB), 60, "up creating a container", interval=0.2)
         os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: labctl and Vagrant both get it
         proc.wait(timeout=300)
         assert "Traceback" not in proc.stderr.read()  # type: ignore[union-attr]
@@ -198,6 +228,17 @@ def test_ctrl_c_during_up_resumes_and_down_leaves_nothing(lab: LabRun) -> None:
         volumes = subprocess.run(["docker", "inspect", "-f", "{{range .Mounts}}{{.Name}} {{end}}",
                                   *lab_containers(CTRL_C_LAB)], capture_output=True, text=True).stdout.split()
         assert len(volumes) == 3
+        # `down` checks what it undid: an iptables that ignores -D leaves the rule, and down says so
+        shim = tmp_path / "bin"
+        shim.mkdir()
+        real = shutil.which("iptables")
+        (shim / "iptables").write_text(f'#!/bin/sh\n[ "$1" = -D ] && exit 0\nexec {real} "$@"\n')
+        (shim / "iptables").chmod(0o755)
+        failed = lab.with_env(PATH=f"{shim}:{lab.env['PATH']}")("down")
+        assert failed.returncode == 1, failed.stdout + failed.stderr
+        assert "was not undone: its rule is still in this machine's DOCKER-USER chain" in failed.stderr
+        assert "labctl-fault-" in machine_rules()
+        assert CTRL_C_LAB in lab("status", "--all").stdout  # state kept, so down can try again
         down = lab("down", check=True)
         assert "removed" in down.stdout
         assert lab_containers(CTRL_C_LAB) == []

@@ -8,37 +8,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from labctl.spec import build_spec
-
 
 def labctl(home: Path, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
            ) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "LABCTL_HOME": str(home), **(env or {})}
-    full_env.pop("LABCTL_LAB", None)
+    full_env = {k: v for k, v in os.environ.items() if k not in ("LABCTL_LAB", "LABCTL_DEBUG")}
+    full_env.update({"LABCTL_HOME": str(home), **(env or {})})
     proc = subprocess.run([sys.executable, "-m", "labctl", *args], capture_output=True, text=True,
                           env=full_env, cwd=cwd, timeout=60)
     assert "Traceback" not in proc.stderr + proc.stdout
     return proc
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    return tmp_path / "home"
-
-
-@pytest.fixture
-def fake_lab(home: Path) -> Path:
-    """A lab's state as `up` leaves it, pointing at an SSH port where nothing listens."""
-    d = home / "labs" / "lab"
-    d.mkdir(parents=True)
-    spec = build_spec({"lab": {"provider": "docker"}})
-    (d / "lab.json").write_text(json.dumps(spec.to_json()))
-    endpoints = {h: {"hostname": "127.0.0.1", "port": 1, "user": "vagrant", "key_file": "/nonexistent"}
-                 for h in spec.host_names}
-    (d / "state.json").write_text(json.dumps({"endpoints": endpoints}))
-    return d
 
 
 def test_command_on_a_lab_that_is_not_up(home: Path) -> None:
@@ -102,3 +80,31 @@ def test_down_of_a_lab_that_does_not_exist_is_harmless(home: Path) -> None:
 def test_usage_errors_exit_2(home: Path) -> None:
     assert labctl(home, "no-such-command").returncode == 2
     assert labctl(home, "status", "--format", "fancy").returncode == 2
+
+
+def test_ctrl_c_says_interrupted_and_exits_130(home: Path, fake_lab: Path) -> None:
+    """A host whose sshd accepts but never speaks keeps `exec` waiting; Ctrl-C ends it with one line."""
+    import signal
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    state = json.loads((fake_lab / "state.json").read_text())
+    for ep in state["endpoints"].values():
+        ep["port"] = port
+    (fake_lab / "state.json").write_text(json.dumps(state))
+    env = {k: v for k, v in os.environ.items() if k != "LABCTL_LAB"}
+    proc = subprocess.Popen([sys.executable, "-m", "labctl", "exec", "manager", "--", "true"],
+                            env={**env, "LABCTL_HOME": str(home)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        listener.settimeout(20)
+        conn, _ = listener.accept()  # labctl is connecting: now it waits for a banner
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=5)
+        conn.close()
+    finally:
+        proc.kill()
+        listener.close()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[0] == "error: interrupted" and "Traceback" not in err

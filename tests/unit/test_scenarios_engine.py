@@ -224,3 +224,19 @@ def test_the_name_failure_on_the_default_bridge_is_asserted(ctx: Ctx) -> None:
 def test_fail_carries_output() -> None:
     exc = Fail("x", output="y", hint="z")
     assert (exc.message, exc.output, exc.hint) == ("x", "y", "z")
+
+
+def test_a_skip_is_listed_and_fails_only_a_strict_run() -> None:
+    from labctl.scenarios.engine import ScenarioResult, StepResult
+    from labctl.scenarios.report import run_ok, summary_line
+
+    def step(status: str) -> StepResult:
+        return StepResult(title="t", host="manager", command="c", status=status)  # type: ignore[arg-type]
+
+    clean = ScenarioResult("a", "p", [step("pass"), step("skip")])
+    assert run_ok([clean]) and not run_ok([clean], strict=True)
+    assert summary_line([clean]).startswith("1 of 1 scenario(s) passed; checks: 1 passed, 0 failed, 1 skipped")
+    assert "--strict makes a skip fail the run" in summary_line([clean])
+    assert run_ok([ScenarioResult("b", "p", [step("pass")])], strict=True)
+    failed = ScenarioResult("c", "p", [step("fail"), step("skip")])
+    assert not run_ok([failed]) and summary_line([clean, failed]).startswith("1 of 2 scenario(s) passed")
