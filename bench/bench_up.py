@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from labctl.backends import docker_host  # noqa: E402
+from labctl import local_docker  # noqa: E402
 from labctl.spec import build_spec  # noqa: E402
 from labctl.wait import wait_until  # noqa: E402
 
@@ -82,7 +82,7 @@ class Baseline:
             self.ssh(host, "sudo sh -s", self.provision)
 
     def cold(self) -> None:
-        docker_host.ensure_network(self.spec)
+        local_docker.ensure_network(self.spec)
         run(["vagrant", "up", "--provider", "docker"], self.env)
         self.provision_all()
         m = self.spec.manager
@@ -103,7 +103,7 @@ class Baseline:
 
     def down(self) -> None:
         run(["vagrant", "destroy", "-f"], self.env)
-        docker_host.remove_lab_leftovers(self.spec.name, lambda _: None)
+        local_docker.remove_lab_leftovers(self.spec.name, lambda _: None)
 
 
 def main() -> None:

@@ -10,10 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import lock
-from .backends import Backend, existing
-from .backends.existing import ExistingBackend
-from .backends.vagrant import VagrantBackend
+from . import backends, lock
+from .backends import Backend
 from .errors import LabError, UsageError
 from .spec import (
     DEFAULT_NAME,
@@ -88,7 +86,7 @@ class Lab:
         self.spec = spec
         self.state = state
         self._hosts: dict[str, Host] = {}
-        self.accept_new_host_keys = False  # `up --accept-new-host-keys`, for existing hosts
+        self.accept_new_host_keys = False  # `up --accept-new-host-keys`: unknown keys are recorded
 
     @classmethod
     def open(cls, selection: Selection) -> Lab:
@@ -145,14 +143,14 @@ class Lab:
             yield
 
     def backend(self) -> Backend:
-        if self.spec.existing:
-            return ExistingBackend(self.spec, self.hosts)
-        return VagrantBackend(self.spec, self.state)
+        return backends.create(self.spec, self.state, self.hosts)
 
     def endpoints(self) -> dict[str, Endpoint]:
-        if self.spec.existing:
-            return existing.endpoints(self.spec, self.accept_new_host_keys)
-        return self.state.endpoints()
+        endpoints = self.backend().endpoints()
+        if self.accept_new_host_keys:  # relax a checking policy to ssh's accept-new, for this run
+            endpoints = {name: ep if ep.host_keys == "vagrant" else dataclasses.replace(ep, host_keys="accept-new")
+                         for name, ep in endpoints.items()}
+        return endpoints
 
     def hosts(self, connect_timeout: float = 8.0) -> dict[str, Host]:
         """Every host of the lab, by name (connections open on first use)."""

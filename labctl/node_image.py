@@ -6,8 +6,8 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from .backends.docker_host import docker
 from .errors import LabError, UsageError
+from .local_docker import docker
 from .paths import provision_dir
 
 BASE_IMAGE = "debian:bookworm"

@@ -351,6 +351,19 @@ def fan_out(hosts: Iterable[Host], work: Callable[[Host], T]) -> dict[str, T | B
     return results
 
 
+def split_results(results: dict[str, T | BaseException]) -> tuple[dict[str, T], dict[str, BaseException]]:
+    """A fan-out's values and errors, each by host name."""
+    values = {name: r for name, r in results.items() if not isinstance(r, BaseException)}
+    errors = {name: r for name, r in results.items() if isinstance(r, BaseException)}
+    return values, errors
+
+
+def all_answer(hosts: dict[str, Host], timeout: float = 5) -> bool:
+    """Do all hosts answer SSH now?"""
+    values, errors = split_results(fan_out(list(hosts.values()), lambda h: h.run("true", timeout=timeout).ok))
+    return not errors and all(values.values())
+
+
 def raise_first(results: dict[str, T | BaseException]) -> dict[str, T]:
     """Results of a fan-out, or the first host's error (all errors named)."""
     errors = {name: r for name, r in results.items() if isinstance(r, BaseException)}

@@ -11,6 +11,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+try:  # typer >= 0.20 vendors its own Click (re-exported here for the command modules)
+    from typer import _click as click  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - older typer uses Click itself
+    import click  # type: ignore[no-redef]  # noqa: F401
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -35,7 +40,7 @@ OK = "[green]✓[/green]"
 FAIL = "[red]✗[/red]"
 
 
-class Step:
+class Progress:
     """A running phase: `note()` updates its progress line, `done()` its summary."""
 
     def __init__(self, title: str, status: object | None):
@@ -52,12 +57,12 @@ class Step:
 
 
 @contextmanager
-def phase(title: str, quiet: bool = False) -> Iterator[Step]:
+def phase(title: str, quiet: bool = False) -> Iterator[Progress]:
     """Show a phase while it runs, then a tick or a cross with its duration."""
     started = time.monotonic()
     interactive = console.is_terminal and not quiet
     status = console.status(escape(title)) if interactive else None
-    step = Step(title, status)
+    step = Progress(title, status)
     try:
         if status is not None:
             with status:

@@ -1,27 +1,45 @@
-"""The interface every backend offers to the rest of labctl."""
+"""The protocol every backend offers to the rest of labctl."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
-from ..ssh import Endpoint
+from ..ssh import Endpoint, Host
+
+OnLine = Callable[[str], None]
+HostsFn = Callable[..., dict[str, Host]]  # the lab's hosts, by name (optional connect_timeout=)
+
+
+@dataclass(frozen=True)
+class Boot:
+    summary: str
+    changed: bool
 
 
 class Backend(Protocol):
-    name: str
+    name: str  # the provider: virtualbox, libvirt, docker, existing
+    keeps_hosts: bool  # `down` dismantles what labctl made on the hosts, not the hosts themselves
+    up_state: str  # what `states()` reports for a host that `up` just saw answering
 
-    def up(self, on_line: Callable[[str], None]) -> None:
-        """Create or start every host (idempotent)."""
+    def preparations(self) -> list[tuple[str, Callable[[OnLine], str]]]:
+        """What must be made on this machine before the hosts can boot: (title, work) pairs."""
+
+    def ready(self, on_line: OnLine) -> str | None:
+        """A summary if every host already answers (then `up` boots nothing), else None."""
+
+    def up(self, on_line: OnLine) -> Boot:
+        """Create or start every host (idempotent); afterwards every host has an endpoint."""
 
     def endpoints(self) -> dict[str, Endpoint]:
-        """SSH endpoints of the hosts that run."""
+        """SSH endpoints of the hosts, as last known (no slow provider call)."""
 
     def states(self) -> dict[str, str]:
         """Each host's state as its provider reports it (running, stopped, not created...)."""
 
-    def destroy(self, on_line: Callable[[str], None]) -> None:
-        """Remove every host and whatever the backend made for the lab."""
+    def destroy(self, on_line: OnLine) -> str:
+        """Remove every host and whatever the backend made for the lab; a summary."""
 
     def leftovers(self) -> list[str]:
         """What `destroy` should have removed and is still there (empty: all gone)."""

@@ -10,29 +10,37 @@ from collections.abc import Callable
 
 from ..errors import LabError
 from ..spec import LabSpec
-from ..ssh import Endpoint, Host, fan_out
+from ..ssh import Endpoint, fan_out, split_results
+from ..state import LabState
 from ..swarm import swarm_info
+from .base import Boot, HostsFn, OnLine
 
 
-def endpoints(spec: LabSpec, accept_new: bool = False) -> dict[str, Endpoint]:
-    policy = "accept-new" if accept_new else spec.host_keys
-    return {
-        h.name: Endpoint(h.ssh_host or "", h.ssh_port, h.ssh_user or "root", h.ssh_key or "", host_keys=policy)
-        for h in spec.hosts
-    }
+def probe() -> str | None:
+    """Nothing to install: the hosts are described in the lab file."""
+    return None
 
 
 class ExistingBackend:
     name = "existing"
+    keeps_hosts = True
+    up_state = "reachable"
 
-    def __init__(self, spec: LabSpec, hosts: Callable[[], dict[str, Host]]):
+    def __init__(self, spec: LabSpec, state: LabState, hosts: HostsFn):
         self.spec = spec
+        self.state = state
         self._hosts = hosts
 
     def _answers(self) -> dict[str, bool | BaseException]:
         return fan_out(list(self._hosts().values()), lambda h: h.run("true", timeout=15).ok)
 
-    def up(self, on_line: Callable[[str], None]) -> None:
+    def preparations(self) -> list[tuple[str, Callable[[OnLine], str]]]:
+        return []
+
+    def ready(self, on_line: OnLine) -> str | None:
+        return None  # checking that the hosts answer is all `up` does here
+
+    def up(self, on_line: OnLine) -> Boot:
         """Nothing to boot: every host must answer SSH."""
         on_line("checking that every host answers SSH")
         for name, answer in self._answers().items():
@@ -41,30 +49,30 @@ class ExistingBackend:
             if answer is not True:
                 raise LabError(f"{name} does not answer SSH: {answer}",
                                hint="check ssh_host, ssh_port, ssh_user and ssh_key in the lab file")
+        return Boot(f"{len(self.spec.hosts)} existing hosts answer SSH", changed=False)
 
     def endpoints(self) -> dict[str, Endpoint]:
-        return {name: host.endpoint for name, host in self._hosts().items()}
+        return {h.name: Endpoint(h.ssh_host or "", h.ssh_port, h.ssh_user or "root", h.ssh_key or "",
+                                 host_keys=self.spec.host_keys)
+                for h in self.spec.hosts}
 
     def states(self) -> dict[str, str]:
         return {name: "reachable" if answer is True else "unreachable" for name, answer in self._answers().items()}
 
-    def destroy(self, on_line: Callable[[str], None]) -> None:
+    def destroy(self, on_line: OnLine) -> str:
         """Leave the swarm on every host (workers first); the hosts stay."""
         hosts = self._hosts()
         workers = [hosts[w.name] for w in self.spec.workers]
         for group in (workers, [hosts[self.spec.manager.name]]):
-            results = fan_out(group, lambda h: h.run("docker swarm leave --force", sudo=True, timeout=60))
-            for name, result in results.items():
-                if isinstance(result, BaseException):
-                    on_line(f"{name}: {result}")
+            _, errors = split_results(fan_out(group, lambda h: h.run("docker swarm leave --force", sudo=True,
+                                                                     timeout=60)))
+            for name, error in errors.items():
+                on_line(f"{name}: {error}")
         on_line("swarm dismantled; the hosts themselves are kept")
+        return "swarm dismantled, hosts kept"
 
     def leftovers(self) -> list[str]:
         """Hosts still in a swarm (the hosts themselves are never removed)."""
-        left = []
-        for name, info in fan_out(list(self._hosts().values()), swarm_info).items():
-            if isinstance(info, BaseException):
-                left.append(f"{name}: swarm membership unknown ({info})")
-            elif info.state != "inactive":
-                left.append(f"{name}: still in a swarm ({info.state})")
-        return left
+        infos, errors = split_results(fan_out(list(self._hosts().values()), swarm_info))
+        return [f"{name}: swarm membership unknown ({error})" for name, error in errors.items()] + \
+            [f"{name}: still in a swarm ({info.state})" for name, info in infos.items() if info.state != "inactive"]

@@ -10,13 +10,14 @@ from collections.abc import Callable
 
 import vagrant
 
+from .. import local_docker, node_image
 from ..errors import LabError, MissingToolError
 from ..paths import vagrantfile_dir
 from ..spec import LabSpec
-from ..ssh import Endpoint
+from ..ssh import Endpoint, all_answer
 from ..sshconfig import parse_ssh_config
 from ..state import LabState, write_private
-from . import docker_host
+from .base import Boot, HostsFn, OnLine
 
 
 def require_vagrant() -> str:
@@ -27,6 +28,38 @@ def require_vagrant() -> str:
             hint="install it (Debian: apt-get install vagrant), or see the README's set-up",
         )
     return path
+
+
+def _run(*cmd: str, timeout: float = 8) -> subprocess.CompletedProcess[str] | None:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def probe_virtualbox() -> str | None:
+    if shutil.which("VBoxManage") is None:
+        return "VBoxManage not found"
+    proc = _run("VBoxManage", "list", "hostonlyifs")
+    if proc is None or proc.returncode != 0:
+        return "VBoxManage does not answer (is the vboxdrv kernel module loaded?)"
+    return None
+
+
+def probe_libvirt() -> str | None:
+    if shutil.which("virsh") is None:
+        return "virsh not found (libvirt is not installed)"
+    proc = _run("virsh", "-c", "qemu:///system", "domcapabilities", "--virttype", "kvm")
+    if proc is None or proc.returncode != 0:
+        return "libvirtd with KVM does not answer on qemu:///system"
+    proc = _run("vagrant", "plugin", "list", timeout=20)
+    if proc is None or "vagrant-libvirt" not in proc.stdout:
+        return "the vagrant-libvirt plugin is not installed"
+    return None
+
+
+def probe_docker() -> str | None:
+    return None if local_docker.daemon_version() else "no Docker daemon answers `docker version`"
 
 
 def _reap_children(timeout: float = 300) -> None:
@@ -42,14 +75,17 @@ def _reap_children(timeout: float = 300) -> None:
 
 
 class VagrantBackend:
-    name = "vagrant"
+    keeps_hosts = False
+    up_state = "running"
 
-    def __init__(self, spec: LabSpec, state: LabState):
+    def __init__(self, spec: LabSpec, state: LabState, hosts: HostsFn):
         if spec.provider is None:
             raise LabError("no provider chosen for the lab")  # resolved before a backend is made
         require_vagrant()
+        self.name = spec.provider
         self.spec = spec
         self.state = state
+        self._hosts = hosts
         root = str(vagrantfile_dir())
         env = os.environ.copy()  # python-vagrant's env= replaces the whole environment
         env.update(
@@ -80,12 +116,46 @@ class VagrantBackend:
                 break
         return LabError(f"`vagrant {action}` failed: {reason}", hint=f"full output: {self.state.vagrant_log}")
 
-    def up(self, on_line: Callable[[str], None]) -> None:
+    def preparations(self) -> list[tuple[str, Callable[[OnLine], str]]]:
+        image = self.spec.node_image
+        if self.spec.provider != "docker" or node_image.present(image):
+            return []
+
+        def build(on_line: OnLine) -> str:
+            on_line("node image missing: building it (about a minute)")
+            return f"built with {node_image.build(image, 'auto', on_line)}"
+        return [(f"build node image {image}", build)]
+
+    def ready(self, on_line: OnLine) -> str | None:
+        try:
+            known = self.state.endpoints()
+        except LabError as exc:
+            # Only a cache of what Vagrant reports: rebuild it rather than stop.
+            on_line(f"{exc.message}: asking Vagrant again")
+            self.state.save({})
+            return None
+        if known.keys() >= set(self.spec.host_names):
+            on_line("checking whether the hosts already answer")
+            if all_answer(self._hosts(connect_timeout=3)):
+                return "all hosts already running"
+        return None
+
+    def up(self, on_line: OnLine) -> Boot:
+        self._vagrant_up(on_line)
+        endpoints = self._ssh_config()
+        missing = [h for h in self.spec.host_names if h not in endpoints]
+        if missing:
+            raise LabError(f"Vagrant reports no SSH endpoint for {', '.join(missing)}",
+                           hint=f"see {self.state.vagrant_log}")
+        self.state.save_endpoints(endpoints)
+        return Boot(f"{len(endpoints)} hosts up ({self.spec.provider})", changed=True)
+
+    def _vagrant_up(self, on_line: OnLine) -> None:
         if self.spec.provider == "docker":
-            docker_host.ensure_network(self.spec)
+            local_docker.ensure_network(self.spec)
             # A `vagrant up` interrupted after `docker run` leaves a container
             # Vagrant does not know; its name would block the next create.
-            docker_host.remove_untracked_nodes(self.spec.name, self._tracked_ids(), on_line)
+            local_docker.remove_untracked_nodes(self.spec.name, self._tracked_ids(), on_line)
         write_private(self.state.vagrant_log, "")  # Vagrant appends to it; owner-only like all state
         lines: list[str] = []
         try:
@@ -112,6 +182,9 @@ class VagrantBackend:
         return ids
 
     def endpoints(self) -> dict[str, Endpoint]:
+        return self.state.endpoints()
+
+    def _ssh_config(self) -> dict[str, Endpoint]:
         try:
             # One call for every machine: each `vagrant` call costs a second or two.
             text = self._vagrant.ssh_config()
@@ -128,15 +201,16 @@ class VagrantBackend:
     def leftovers(self) -> list[str]:
         if self.spec.provider == "docker":
             # Docker itself is the authority on containers and networks (and cheaper than Vagrant).
-            return docker_host.lab_leftovers(self.spec.name)
+            return local_docker.lab_leftovers(self.spec.name)
         return [f"{self.spec.provider} machine {name} ({state})" for name, state in self.states().items()
                 if state != "not_created"]
 
-    def destroy(self, on_line: Callable[[str], None]) -> None:
+    def destroy(self, on_line: OnLine) -> str:
         try:
             self._vagrant.destroy()
         except subprocess.CalledProcessError:
             raise self._failure("destroy", []) from None
         finally:
             if self.spec.provider == "docker":
-                docker_host.remove_lab_leftovers(self.spec.name, on_line)
+                local_docker.remove_lab_leftovers(self.spec.name, on_line)
+        return f"hosts, networks and volumes of {self.spec.provider} removed (checked)"

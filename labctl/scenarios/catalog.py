@@ -12,10 +12,11 @@ import json
 import shlex
 
 from .. import validate
+from ..spec import LabSpec
 from ..ssh import Result
 from . import checks, parse
 from .checks import curl, inspect_lists_tasks, network_listed, network_not_listed, nginx_page, ping_ok
-from .engine import Check, Ctx, Fail, Scenario, Step
+from .engine import Check, Ctx, Fail, Made, Scenario, Step
 
 DETACH_NOTE = "--detach: labctl watches `docker service ls` until it converges"
 NO_IPVS_ALT = "shown instead of the routing mesh (no IPVS here)"
@@ -399,8 +400,12 @@ def _default_bridge(ctx: Ctx) -> list[Step]:
 
 # --- the catalog -----------------------------------------------------------------------
 
-def _services(*names: str) -> str:
-    return "docker service rm " + " ".join(names)
+def _manager(spec: LabSpec) -> str:
+    return spec.manager.name
+
+
+def _worker(spec: LabSpec) -> str:
+    return spec.workers[0].name
 
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
@@ -408,28 +413,30 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
              "ingress and docker_gwbridge; a 5-replica nginx on overlay nginx-net, the routing mesh, "
              "moving it to nginx-net-2",
              _default_overlay,
-             lambda c: [(c.manager, _services("container-nginx", "container-nginx-host")),
-                        (c.manager, "docker network rm nginx-net nginx-net-2")]),
+             lambda s: [Made(_manager(s), "service", ("container-nginx", "container-nginx-host")),
+                        Made(_manager(s), "network", ("nginx-net", "nginx-net-2"))]),
     Scenario("user-defined-overlay",
              "a service on your own overlay rede01-overlay, published on port 8080",
              _user_defined_overlay,
-             lambda c: [(c.manager, _services("container01-nginx")), (c.manager, "docker network rm rede01-overlay")],
+             lambda s: [Made(_manager(s), "service", ("container01-nginx",)),
+                        Made(_manager(s), "network", ("rede01-overlay",))],
              min_workers=1),
     Scenario("standalone-overlay",
              "standalone containers on two hosts talk over attachable overlay test-net, by name",
              _standalone_overlay,
-             lambda c: [(c.workers[0], "docker rm -f container02-alpine container03-alpine"),
-                        (c.manager, "docker rm -f container01-alpine"), (c.manager, "docker network rm test-net")],
+             lambda s: [Made(_worker(s), "container", ("container02-alpine", "container03-alpine")),
+                        Made(_manager(s), "container", ("container01-alpine",)),
+                        Made(_manager(s), "network", ("test-net",))],
              min_workers=1),
     Scenario("container-to-service",
              "a standalone container on another host reaches a swarm service by name and by tasks.NAME",
              _container_to_service,
-             lambda c: [(c.workers[0], "docker rm -f client-alpine"), (c.manager, _services("web-nginx")),
-                        (c.manager, "docker network rm web-net")],
+             lambda s: [Made(_worker(s), "container", ("client-alpine",)),
+                        Made(_manager(s), "service", ("web-nginx",)), Made(_manager(s), "network", ("web-net",))],
              min_workers=1),
     Scenario("default-bridge",
              "two containers on the default bridge: ping by address works, by name does not (no DNS)",
              _default_bridge,
-             lambda c: [(c.manager, "docker rm -f container01-alpine container02-alpine")],
+             lambda s: [Made(_manager(s), "container", ("container01-alpine", "container02-alpine"))],
              min_workers=0),
 )}

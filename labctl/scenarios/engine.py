@@ -177,13 +177,39 @@ class Ctx:
         return " --no-resolve-image" if self.images.local_only else ""
 
 
+REMOVE = {"container": "docker rm -f", "service": "docker service rm", "network": "docker network rm"}
+
+
+@dataclass(frozen=True)
+class Made:
+    """What a scenario makes on a host, by kind and name: its clean-up removes exactly these."""
+
+    host: str
+    kind: Literal["container", "service", "network"]
+    names: tuple[str, ...]
+
+    def command(self) -> str:
+        return f"{REMOVE[self.kind]} {' '.join(self.names)}"
+
+    def owns(self, host: str, label: str) -> bool:
+        """Is `label` ('kind name', as a snapshot lists it) one of these? A service owns its task
+        containers (`NAME.1.abc`), wherever they run."""
+        kind, _, name = label.partition(" ")
+        if kind == "container" and self.kind == "service":
+            return name.split(".")[0] in self.names
+        return kind == self.kind and name in self.names and (host == self.host or kind == "network")
+
+
 @dataclass
 class Scenario:
     name: str
     purpose: str
     steps: Callable[[Ctx], list[Step]]
-    cleanup: Callable[[Ctx], list[tuple[str, str]]]  # (host, command), each harmless when nothing is there
+    made: Callable[[LabSpec], list[Made]]  # in removal order; each removal is harmless when nothing is there
     min_workers: int = 2
+
+    def owns(self, spec: LabSpec, host: str, label: str) -> bool:
+        return any(m.owns(host, label) for m in self.made(spec))
 
 
 class Printer:
@@ -239,7 +265,7 @@ def run_step(step: Step, ctx: Ctx) -> StepResult | None:
         if time.monotonic() + step.interval >= deadline or (
                 failure.retry_for is not None and elapsed + step.interval >= failure.retry_for):
             result.status, result.reason, result.output = "fail", failure.message, failure.output
-            down = daemons_down(ctx)
+            down = daemons_down(ctx.hosts)
             if down:  # no other cause matters while a dockerd is away
                 result.hint = "; ".join(f"dockerd on {h} does not answer ({why})" for h, why in down.items()) + \
                     ": the swarm cannot work without it; `labctl up` starts it again"
@@ -255,9 +281,9 @@ def run_step(step: Step, ctx: Ctx) -> StepResult | None:
     return result
 
 
-def daemons_down(ctx: Ctx) -> dict[str, str]:
+def daemons_down(hosts: dict[str, Host]) -> dict[str, str]:
     """Hosts whose dockerd does not answer, with why."""
-    results = fan_out(list(ctx.hosts.values()), swarm_info)
+    results = fan_out(list(hosts.values()), swarm_info)
     return {name: (r.message if isinstance(r, LabError) else str(r)).split(": ", 1)[-1]
             for name, r in results.items() if isinstance(r, BaseException)}
 
@@ -283,7 +309,7 @@ SNAPSHOT = (
 )
 
 
-def snapshot(ctx: Ctx) -> dict[str, dict[str, str]]:
+def snapshot(hosts: dict[str, Host]) -> dict[str, dict[str, str]]:
     """Per host: 'kind id' -> 'kind name' of every container, network and service."""
     def take(host: Host) -> dict[str, str]:
         out = host.run(SNAPSHOT, sudo=True, timeout=30)
@@ -293,7 +319,7 @@ def snapshot(ctx: Ctx) -> dict[str, dict[str, str]]:
             if len(parts) >= 3:
                 items[f"{parts[0]} {parts[1]}"] = f"{parts[0]} {parts[2]}"
         return items
-    results = fan_out(list(ctx.hosts.values()), take)
+    results = fan_out(list(hosts.values()), take)
     return {name: r for name, r in results.items() if not isinstance(r, BaseException)}
 
 
@@ -307,28 +333,29 @@ def gone_items(before: dict[str, dict[str, str]], after: dict[str, dict[str, str
                   for key, label in items.items() if host in after and key not in after[host])
 
 
-def run_cleanup_commands(scenario: Scenario, ctx: Ctx) -> None:
+def run_cleanup_commands(scenario: Scenario, spec: LabSpec, hosts: dict[str, Host]) -> None:
     by_host: dict[str, list[str]] = {}
-    for host, command in scenario.cleanup(ctx):
-        by_host.setdefault(host, []).append(command + " >/dev/null 2>&1")
+    for made in scenario.made(spec):
+        by_host.setdefault(made.host, []).append(made.command() + " >/dev/null 2>&1")
     # One SSH round trip per host, hosts in parallel; every command runs whatever the others did.
-    fan_out([ctx.hosts[h] for h in by_host], lambda h: h.run("; ".join(by_host[h.name]) + "; true",
-                                                             sudo=True, timeout=120))
+    fan_out([hosts[h] for h in by_host], lambda h: h.run("; ".join(by_host[h.name]) + "; true",
+                                                         sudo=True, timeout=120))
 
 
-def clean_up(scenario: Scenario, ctx: Ctx, before: dict[str, dict[str, str]], wait: float = 60.0) -> CleanupResult:
+def clean_up(scenario: Scenario, spec: LabSpec, hosts: dict[str, Host], before: dict[str, dict[str, str]],
+             wait: float = 60.0) -> CleanupResult:
     """Remove what the scenario made, until every host holds no more than `before`.
     A host whose dockerd does not answer is cleaned by none of this: it is named instead."""
     started = time.monotonic()
     leftovers: list[str] = []
-    down = daemons_down(ctx)
+    down = daemons_down(hosts)
     if down:
         wait = 0.0  # what is left on the others will not go away by waiting for the swarm
     while True:
-        run_cleanup_commands(scenario, ctx)
+        run_cleanup_commands(scenario, spec, hosts)
         # Swarm removes task containers and workers' network copies asynchronously.
         for _ in range(10):
-            leftovers = new_items(before, snapshot(ctx))
+            leftovers = new_items(before, snapshot(hosts))
             if not leftovers or time.monotonic() - started > wait:
                 break
             time.sleep(0.5)
@@ -366,9 +393,9 @@ def run_scenario(scenario: Scenario, ctx: Ctx, printer: Printer, keep: bool = Fa
     printer.scenario_start(scenario, ctx)
     # What an earlier run left (a --keep, an interrupted clean-up) would make the first step fail.
     with shielded(printer):
-        found = snapshot(ctx)
-        run_cleanup_commands(scenario, ctx)
-        before = snapshot(ctx)
+        found = snapshot(ctx.hosts)
+        run_cleanup_commands(scenario, ctx.spec, ctx.hosts)
+        before = snapshot(ctx.hosts)
     removed = gone_items(found, before)
     if removed:
         printer.notice(f"removed what an earlier run left: {', '.join(removed)}")
@@ -407,7 +434,7 @@ def run_scenario(scenario: Scenario, ctx: Ctx, printer: Printer, keep: bool = Fa
             result.cleanup = CleanupResult(ok=True, duration=0.0, kept=True, removed_before=removed)
         else:
             with shielded(printer):
-                result.cleanup = clean_up(scenario, ctx, before)
+                result.cleanup = clean_up(scenario, ctx.spec, ctx.hosts, before)
             result.cleanup.removed_before = removed
         printer.cleanup(result.cleanup)
         result.duration = time.monotonic() - started

@@ -10,10 +10,9 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .. import images as core_images
-from .. import validate
-from ..backends.docker_host import docker
+from .. import host_images, validate
 from ..errors import LabError, UsageError
+from ..local_docker import docker
 from ..paths import provision_dir
 from ..ssh import Host, fan_out, raise_first
 
@@ -109,5 +108,5 @@ def _offline(hosts: dict[str, Host], names: tuple[str, str], reason: str, say: C
                 hint=f"build them: `sh {build_script}` (Debian packages only, about a minute), then run again",
             )
         say(f"loading {', '.join(names)} into {', '.join(h.name for h in lacking)}")
-        core_images.load(lacking, list(names))
+        host_images.load(lacking, list(names))
     return ImageSet(names[0], names[1], local_only=True, reason=reason)

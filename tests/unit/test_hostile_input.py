@@ -13,9 +13,8 @@ from typing import Any
 import paramiko
 import pytest
 
-from diagnostics import collect, faults, runner
-from labctl import swarm, validate
-from labctl.backends import docker_host
+from diagnostics import collect, runner
+from labctl import faults, local_docker, swarm, validate
 from labctl.errors import HostUnreachable, LabError, MissingToolError, UsageError
 from labctl.spec import build_spec
 from labctl.ssh import Endpoint, Host, Result
@@ -150,11 +149,12 @@ def test_a_damaged_lab_does_not_stop_another_from_being_planned(home: Path, fake
 def test_an_unexpected_exception_is_one_line_and_exit_1(monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     from labctl import cli
+    from labctl.commands import status as status_verb
 
     def boom() -> list[str]:
         raise RuntimeError("something\nunexpected")
 
-    monkeypatch.setattr(cli, "all_labs", boom)
+    monkeypatch.setattr(status_verb, "all_labs", boom)
     monkeypatch.setenv("LABCTL_HOME", str(tmp_path))
     monkeypatch.delenv("LABCTL_DEBUG", raising=False)
     monkeypatch.setattr(sys, "argv", ["labctl", "status", "--all"])
@@ -265,12 +265,12 @@ def test_a_local_docker_timeout_is_a_lab_error(monkeypatch: pytest.MonkeyPatch) 
     def hang(*args: Any, **kw: Any) -> Any:
         raise subprocess.TimeoutExpired(args[0], kw.get("timeout", 0))
 
-    monkeypatch.setattr(docker_host.shutil, "which", lambda _: "/usr/bin/docker")
-    monkeypatch.setattr(docker_host.subprocess, "run", hang)
+    monkeypatch.setattr(local_docker.shutil, "which", lambda _: "/usr/bin/docker")
+    monkeypatch.setattr(local_docker.subprocess, "run", hang)
     with pytest.raises(LabError) as exc:
-        docker_host.docker("network", "inspect", "x", timeout=3)
+        local_docker.docker("network", "inspect", "x", timeout=3)
     assert "did not finish within 3 s" in exc.value.message
-    assert docker_host.daemon_version() is None
+    assert local_docker.daemon_version() is None
 
 
 def test_missing_iptables_on_this_machine_is_exit_3(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from labctl.scenarios import catalog, checks
-from labctl.scenarios.engine import Ctx, Fail, Printer, Scenario, Step, run_scenario, run_step
+from labctl.scenarios.engine import Ctx, Fail, Made, Printer, Scenario, Step, run_scenario, run_step
 from labctl.scenarios.images import ImageSet
 from labctl.scenarios.limits import Limits
 from labctl.spec import build_spec
@@ -101,8 +101,8 @@ def test_until_gives_up(ctx: Ctx) -> None:
     assert result is not None and result.status == "fail" and "1/2" in result.reason
 
 
-def _scenario(steps: list[Step], cleanup: list[tuple[str, str]] | None = None) -> Scenario:
-    return Scenario("t", "test", lambda c: steps, lambda c: cleanup or [("manager", "docker rm -f made")],
+def _scenario(steps: list[Step], cleanup: list[Made] | None = None) -> Scenario:
+    return Scenario("t", "test", lambda c: steps, lambda s: cleanup or [Made("manager", "container", ("made",))],
                     min_workers=0)
 
 
@@ -146,7 +146,7 @@ def test_a_dockerd_gone_mid_run_is_named_and_the_others_are_cleaned(ctx: Ctx) ->
     worker.on("false", daemon_dies)  # type: ignore[attr-defined]
     steps = [Step("made", "worker-1", "docker run --name made x"), Step("attach", "worker-1", "false",
                                                                           hint="VXLAN blocked")]
-    result = run_scenario(_scenario(steps, cleanup=[("worker-1", "docker rm -f made")]), ctx, Printer())
+    result = run_scenario(_scenario(steps, cleanup=[Made("worker-1", "container", ("made",))]), ctx, Printer())
     failed = result.steps[1]
     assert failed.status == "fail"
     assert "dockerd on manager does not answer" in failed.hint and "VXLAN" not in failed.hint
@@ -178,7 +178,7 @@ def test_leftovers_fail_the_scenario(ctx: Ctx) -> None:
     original = engine.clean_up
     result = None
     try:
-        engine.clean_up = lambda s, c, b, wait=0.2: original(s, c, b, wait=0.2)  # type: ignore[assignment]
+        engine.clean_up = lambda s, sp, h, b, wait=0.2: original(s, sp, h, b, wait=0.2)  # type: ignore[assignment]
         result = run_scenario(_scenario(steps), ctx, Printer())
     finally:
         engine.clean_up = original  # type: ignore[assignment]
@@ -201,7 +201,7 @@ def test_the_catalog_has_the_fixed_names_and_real_checks(ctx: Ctx) -> None:
                                        "container-to-service", "default-bridge"]
     for scenario in catalog.SCENARIOS.values():
         steps = scenario.steps(ctx)
-        assert steps and scenario.cleanup(ctx)
+        assert steps and scenario.made(ctx.spec)
         for step in steps:
             # Every step can fail: an exit code is checked, or a check judges the output.
             assert step.expect_rc is not None or step.check is not None, (scenario.name, step.title)
@@ -240,3 +240,18 @@ def test_a_skip_is_listed_and_fails_only_a_strict_run() -> None:
     assert run_ok([ScenarioResult("b", "p", [step("pass")])], strict=True)
     failed = ScenarioResult("c", "p", [step("fail"), step("skip")])
     assert not run_ok([failed]) and summary_line([clean, failed]).startswith("1 of 2 scenario(s) passed")
+
+
+def test_a_scenario_owns_exactly_what_it_makes(ctx: Ctx) -> None:
+    scenario = catalog.SCENARIOS["container-to-service"]
+    spec = ctx.spec
+    owned = [("worker-1", "container client-alpine"), ("manager", "service web-nginx"),
+             ("worker-2", "container web-nginx.1.x0dzbmbs8n9fgp3rkw2ymclza"), ("worker-1", "network web-net")]
+    for host, label in owned:
+        assert scenario.owns(spec, host, label), (host, label)
+    # Words of its clean-up commands are no names of its own; nor is a name on another host.
+    foreign = [("manager", "container docker"), ("manager", "container rm"), ("manager", "container -f"),
+               ("manager", "service web-net"), ("manager", "container client-alpine"),
+               ("manager", "container web-nginx-2"), ("manager", "network web-nginx")]
+    for host, label in foreign:
+        assert not scenario.owns(spec, host, label), (host, label)

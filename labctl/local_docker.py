@@ -9,8 +9,8 @@ import shutil
 import subprocess
 from collections.abc import Callable
 
-from ..errors import LabError, MissingToolError
-from ..spec import LabSpec
+from .errors import LabError, MissingToolError
+from .spec import LabSpec
 
 
 def docker(*args: str, timeout: float = 60, check: bool = False) -> subprocess.CompletedProcess[str]:

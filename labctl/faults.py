@@ -15,11 +15,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labctl import swarm, validate
-from labctl.backends.docker_host import docker
-from labctl.errors import LabError, MissingToolError, UsageError
-from labctl.lab import Lab
-from labctl.state import write_private
+from . import swarm, validate
+from .errors import LabError, MissingToolError, UsageError
+from .lab import Lab
+from .local_docker import docker
+from .state import write_private
 
 KINDS = ("block", "path-drop", "mtu", "docker-stop", "leave", "wrong-advertise")
 PATH_CHAIN = "DOCKER-USER"

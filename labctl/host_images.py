@@ -6,8 +6,8 @@ import tempfile
 from pathlib import Path
 
 from . import validate
-from .backends.docker_host import docker
 from .errors import LabError, UsageError
+from .local_docker import docker
 from .ssh import Host, fan_out, raise_first
 
 
