@@ -18,7 +18,6 @@ from typing import Any
 from . import swarm, validate
 from .errors import LabError, MissingToolError, UsageError
 from .lab import Lab
-from .local_docker import docker
 from .state import write_private
 
 KINDS = ("block", "path-drop", "mtu", "docker-stop", "leave", "wrong-advertise")
@@ -177,13 +176,13 @@ def add(lab: Lab, host: str, kind: str, *, port: str | None = None, action: str 
         if not peer or peer == host:
             raise UsageError("path-drop needs --peer (the other end of the path)",
                              hint=f"labctl fault add {host} path-drop --peer manager --port 4789/udp")
-        if spec.provider != "docker":
+        bridge = lab.backend().local_bridge()
+        if bridge is None:
             raise UsageError(f"path-drop is made on this machine's bridge: provider {spec.provider} is not supported",
                              hint="use `block` on the receiving host instead")
         if _bridge_nf() != "1":
             raise LabError("bridged traffic does not pass iptables here (bridge-nf-call-iptables = 0)",
                            hint="modprobe br_netfilter; sysctl -w net.bridge.bridge-nf-call-iptables=1")
-        bridge = "br-" + _bridge_id(spec.docker_network)
         rule = ["-i", bridge, "-o", bridge, "-s", spec.host(peer).ip, "-d", spec.host(host).ip, "-p", proto,
                 "--dport", str(num), "-m", "comment", "--comment", f"labctl-fault-{fault.id}", "-j", "DROP"]
         fault.params = {"port": num, "proto": proto, "peer": peer}
@@ -235,13 +234,6 @@ def _bridge_nf() -> str:
     except OSError:
         raise LabError(f"{path} does not exist: bridged traffic does not pass iptables here",
                        hint="modprobe br_netfilter; sysctl -w net.bridge.bridge-nf-call-iptables=1") from None
-
-
-def _bridge_id(network: str) -> str:
-    proc = docker("network", "inspect", "--format", "{{.Id}}", network, timeout=30)
-    if proc.returncode != 0:
-        raise LabError(f"docker network {network} not found on this machine", hint="`labctl up`")
-    return proc.stdout.strip()[:12]
 
 
 def _unused_addr(lab: Lab) -> str:

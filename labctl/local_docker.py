@@ -64,6 +64,14 @@ def ensure_network(spec: LabSpec) -> None:
         raise LabError(f"cannot create docker network {name} ({spec.subnet}): {err}", hint=hint)
 
 
+def bridge_name(network: str) -> str:
+    """The Linux bridge of a docker bridge network on this machine (br-<short id>)."""
+    proc = docker("network", "inspect", "--format", "{{.Id}}", network, timeout=30)
+    if proc.returncode != 0:
+        raise LabError(f"docker network {network} not found on this machine", hint="`labctl up`")
+    return "br-" + proc.stdout.strip()[:12]
+
+
 def remove_lab_leftovers(lab: str, on_line: Callable[[str], None]) -> None:
     """Containers (with their anonymous volumes) and networks labelled as this lab's."""
     label = f"label=labctl.lab={lab}"

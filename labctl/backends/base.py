@@ -41,5 +41,9 @@ class Backend(Protocol):
     def destroy(self, on_line: OnLine) -> str:
         """Remove every host and whatever the backend made for the lab; a summary."""
 
+    def local_bridge(self) -> str | None:
+        """The bridge on this machine that carries the traffic between the hosts, if there is one
+        (where `fault add ... path-drop` drops packets, and diagnose reads its counters)."""
+
     def leftovers(self) -> list[str]:
         """What `destroy` should have removed and is still there (empty: all gone)."""

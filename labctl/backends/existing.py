@@ -71,6 +71,9 @@ class ExistingBackend:
         on_line("swarm dismantled; the hosts themselves are kept")
         return "swarm dismantled, hosts kept"
 
+    def local_bridge(self) -> str | None:
+        return None
+
     def leftovers(self) -> list[str]:
         """Hosts still in a swarm (the hosts themselves are never removed)."""
         infos, errors = split_results(fan_out(list(self._hosts().values()), swarm_info))

@@ -198,6 +198,11 @@ class VagrantBackend:
         except subprocess.CalledProcessError:
             raise self._failure("status", []) from None
 
+    def local_bridge(self) -> str | None:
+        # VirtualBox and libvirt bridge their networks here too, but labctl has only proven
+        # its path faults and counters on the docker provider's bridge.
+        return local_docker.bridge_name(self.spec.docker_network) if self.spec.provider == "docker" else None
+
     def leftovers(self) -> list[str]:
         if self.spec.provider == "docker":
             # Docker itself is the authority on containers and networks (and cheaper than Vagrant).
