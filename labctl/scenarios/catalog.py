@@ -11,7 +11,7 @@ import ipaddress
 import json
 import shlex
 
-from .. import validate
+from .. import facts, validate
 from ..ssh import Result
 from . import checks, parse
 from .checks import curl, inspect_lists_tasks, network_listed, network_not_listed, nginx_page, ping_ok
@@ -367,7 +367,7 @@ def _name_fails(ctx: Ctx, out: Result) -> str:
     text = out.out + out.err
     if out.rc == 0:
         raise Fail("the name resolved and answered: the default bridge should have no DNS", output=text.strip())
-    if not parse.name_not_resolved(text):
+    if not facts.parse_ping(text).unresolved:
         raise Fail("ping failed, but not because the name does not resolve", output=text.strip())
     return "fails as expected: no DNS on the default bridge"
 

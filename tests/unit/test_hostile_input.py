@@ -214,7 +214,7 @@ def test_facts_script_runs_no_shell() -> None:
 
 
 def test_malformed_swarm_state_from_a_host_is_a_lab_error() -> None:
-    host = FakeHost("manager", [("docker info", "null\n{not json")])
+    host = FakeHost("manager", [("docker info", "{not json")])
     with pytest.raises(LabError) as exc:
         swarm.swarm_info(host)  # type: ignore[arg-type]
     assert "printed no swarm state" in exc.value.message
