@@ -147,7 +147,8 @@ class NodeList(Fact[list[NodeEntry]]):
     what = "node list"
 
     def parse(self, result: Result) -> list[NodeEntry]:
-        if not result.ok:
+        # the pipe's status is xargs's: a worker's refusal shows as no nodes and an error
+        if not result.ok or (not result.out.strip() and result.err.strip()):
             raise FactError(f"cannot list the swarm's nodes: {result.tail(2)}")
         return NodeEntry.parse_inspect(result.out)
 
