@@ -29,7 +29,7 @@ def run(lab: Lab, host: str, *, vxlan: bool, count: int, seconds: float, bpf: st
     facts = gather_facts(lab, {host: hosts[host]})[host]
     if not facts.reachable:
         raise LabError(facts.error, hint="`labctl status`")
-    port = data_port({host: facts}) if facts.docker.get("data_path_port") else _port_from_devices(facts)
+    port = data_port({host: facts})
     names = {v: o["name"] for o in facts.overlays for v in o.get("vnis", [])}
     if vxlan:
         flt = f"udp port {port}" + (f" and ({bpf})" if bpf else "")
@@ -51,11 +51,6 @@ def run(lab: Lab, host: str, *, vxlan: bool, count: int, seconds: float, bpf: st
         raise LabError(f"{host}: the capture failed: {job.error}",
                        hint="a BPF filter error names the bad word; tcpdump and python3-scapy must be installed")
     return CaptureResult(int(job.result["count"]), base64.b64decode(job.result["pcap"]), names)
-
-
-def _port_from_devices(facts: Any) -> int:
-    ports = [d["port"] for d in facts.vxlan if d.get("port")]
-    return ports[0] if ports else 4789
 
 
 def line(d: dict[str, Any]) -> str:

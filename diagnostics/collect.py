@@ -3,19 +3,62 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import Any
 
-from labctl import validate
+from labctl import facts, validate
 from labctl.errors import LabError
 from labctl.lab import Lab
 from labctl.ssh import Host, background, fan_out
 
 from . import firewall
 from .evidence import DEFAULT_DATA_PORT, SPORT_BASE, Evidence, HostFacts, Probe, plan_probes, read_captures
-from .runner import WireJob, barrier, run_json, signal_file
+from .runner import WireJob, barrier, signal_file
 
 READY_TIMEOUT = 8.0
 GAP = 0.15  # between the two copies of each probe
+
+
+def _facts(peers: list[str]) -> list[facts.Fact[Any]]:
+    return [facts.DockerInfo(), facts.DockerdProcess(), facts.Hostname(), facts.Interfaces(), facts.Routes(),
+            *(facts.RouteTo(ip) for ip in peers), facts.VxlanSupport(), facts.IpvsSupport(), facts.EspSupport(),
+            facts.KernelRelease(), facts.OverlayNetworks(), facts.VxlanDevices(), facts.Services(), facts.NodeList()]
+
+
+def host_facts(readings: facts.Readings, name: str, ip: str, role: str, peers: list[str]) -> HostFacts:
+    """A host's facts in evidence form (plain JSON values), from one round trip's readings."""
+    state = readings[facts.DockerInfo()]
+    docker: dict[str, Any]
+    if state.running:
+        swarm = state.swarm
+        docker = {"running": True, "error": "", "process": True, "version": state.version,
+                  "swarm_state": swarm.state, "swarm_error": swarm.error, "node_id": swarm.node_id,
+                  "node_addr": swarm.node_addr, "is_manager": swarm.is_manager,
+                  "remote_managers": list(swarm.remote_managers), "data_path_port": swarm.data_path_port,
+                  "default_addr_pool": list(swarm.default_addr_pool)}
+    else:
+        docker = {"running": False, "error": state.error, "process": readings.get(facts.DockerdProcess(), False)}
+    vxlan, ipvs, esp = (readings[facts.VxlanSupport()], readings[facts.IpvsSupport()],
+                        readings[facts.EspSupport()])
+    manager = state.running and state.swarm.is_manager
+    return HostFacts(
+        name=name, ip=ip, role=role, docker=docker,
+        interfaces=[asdict(i) for i in readings[facts.Interfaces()]],
+        routes=readings[facts.Routes()],
+        routes_to_peers={p: asdict(readings[facts.RouteTo(p)]) for p in peers},
+        kernel={"vxlan": vxlan.ok, "vxlan_error": vxlan.error, "ipvs": ipvs.ok, "esp": esp.ok,
+                "esp_error": esp.error, "release": readings.get(facts.KernelRelease(), "")},
+        overlays=[asdict(o) for o in readings.get(facts.OverlayNetworks(), [])] if state.running else [],
+        vxlan=[asdict(d) for d in readings.get(facts.VxlanDevices(), [])] if state.running else [],
+        services=[asdict(v) for v in readings.get(facts.Services(), [])] if manager else [],
+        nodes=[{"id": n.node_id, "hostname": n.hostname, "role": n.role, "state": n.state, "addr": n.addr}
+               for n in readings.get(facts.NodeList(), [])] if manager else [],
+    )
+
+
+def read_host(host: Host, ip: str, role: str, peers: list[str]) -> HostFacts:
+    """One host's facts, in one round trip."""
+    return host_facts(facts.read_many(host, _facts(peers), timeout=25), host.name, ip, role, peers)
 
 
 def gather_facts(lab: Lab, hosts: dict[str, Host]) -> dict[str, HostFacts]:
@@ -23,28 +66,31 @@ def gather_facts(lab: Lab, hosts: dict[str, Host]) -> dict[str, HostFacts]:
 
     def one(host: Host) -> HostFacts:
         me = spec.host(host.name)
-        peers = [h.ip for h in spec.hosts if h.name != host.name]
-        data = run_json(host, "facts.py", {"peers": peers}, timeout=25)
-        return HostFacts.from_json({**data, "name": host.name, "ip": me.ip, "role": me.role})
+        return read_host(host, me.ip, me.role, [h.ip for h in spec.hosts if h.name != host.name])
 
     results = fan_out(list(hosts.values()), one)
-    facts = {}
+    found = {}
     for h in spec.hosts:
         if h.name not in results:
             continue
         r = results[h.name]
         if isinstance(r, BaseException):
             msg = r.message if isinstance(r, LabError) else f"its facts could not be read ({type(r).__name__}: {r})"
-            facts[h.name] = HostFacts(name=h.name, ip=h.ip, role=h.role, reachable=False, error=msg)
+            found[h.name] = HostFacts(name=h.name, ip=h.ip, role=h.role, reachable=False, error=msg)
         else:
-            facts[h.name] = r
-    return facts
+            found[h.name] = r
+    return found
 
 
-def data_port(facts: dict[str, HostFacts]) -> int:
-    for f in facts.values():
+def data_port(found: dict[str, HostFacts]) -> int:
+    """The swarm's data path port: as a manager reports it, else as a VXLAN device uses it."""
+    for f in found.values():
         if f.docker.get("is_manager") and f.docker.get("data_path_port"):
             return validate.port(f.docker["data_path_port"], reported_by=f.name)
+    for f in found.values():
+        for device in f.vxlan:
+            if device.get("port"):
+                return validate.port(device["port"], reported_by=f.name)
     return DEFAULT_DATA_PORT
 
 
@@ -82,7 +128,7 @@ def _probe(lab: Lab, hosts: dict[str, Host], ev: Evidence, plan: list[Probe], po
         ev.path_rule_hits += firewall.delta("this machine", local_before, local_after)
 
 
-def diagnose(lab: Lab, focus: str | None = None, wait: float = 0.5) -> Evidence:
+def gather_evidence(lab: Lab, focus: str | None = None, wait: float = 0.5) -> Evidence:
     """Facts and probes run at the same time; the probes assume UDP 4789 for VXLAN and are
     repeated for the swarm's data path port when the facts say it differs."""
     start = time.monotonic()

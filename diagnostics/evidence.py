@@ -16,7 +16,7 @@ SPORT_BASE = 47100  # probes use source ports 47100-47299 (the remote capture fi
 
 @dataclass
 class HostFacts:
-    """One host's own state (diagnostics/remote/facts.py), or why it could not be read."""
+    """One host's own state (read by labctl.facts), or why it could not be read."""
 
     name: str
     ip: str  # the lab's private address of the host

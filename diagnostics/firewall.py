@@ -1,4 +1,5 @@
-"""iptables rule counters (iptables-save -c) and which rule matches which probe."""
+"""Which firewall rules counted the probes (iptables-save -c, parsed by labctl.facts) and which
+rule matches which probe."""
 
 from __future__ import annotations
 
@@ -8,44 +9,20 @@ import shutil
 import subprocess
 from typing import Any
 
+from labctl.facts import FirewallRule, parse_rules
+
 from .evidence import Probe, RuleHit
 
 
-def parse_counters(text: str, backend: str = "iptables-save") -> dict[str, dict[str, Any]]:
-    """Rule key -> {table, chain, rule, target, pkts} for every rule and chain policy."""
-    rules: dict[str, dict[str, Any]] = {}
-    table = ""
-    seen: dict[str, int] = {}
-    for line in text.splitlines():
-        if line.startswith("*"):
-            table = line[1:]
-            continue
-        m = re.match(r"^:(\S+) (\S+) \[(\d+):\d+\]", line)
-        if m and m.group(2) != "-":
-            rules[f"{backend}|{table}|{m.group(1)}|policy"] = {
-                "backend": backend, "table": table, "chain": m.group(1), "rule": f"-P {m.group(1)} {m.group(2)}",
-                "target": m.group(2), "pkts": int(m.group(3))}
-            continue
-        m = re.match(r"^\[(\d+):\d+\] (-A (\S+) .*)$", line)
-        if m:
-            rule, chain = m.group(2), m.group(3)
-            n = seen.get(rule, 0)
-            seen[rule] = n + 1
-            t = re.search(r" -j (\S+)", rule)
-            rules[f"{backend}|{table}|{rule}|{n}"] = {
-                "backend": backend, "table": table, "chain": chain, "rule": rule,
-                "target": t.group(1) if t else "", "pkts": int(m.group(1))}
-    return rules
-
-
-def delta(host: str, before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> list[RuleHit]:
+def delta(host: str, before: dict[str, FirewallRule], after: dict[str, FirewallRule]) -> list[RuleHit]:
     """DROP / REJECT rules and policies whose packet counters grew."""
     hits = []
     for key, a in after.items():
-        grown = a["pkts"] - before.get(key, {"pkts": 0})["pkts"]
-        if grown > 0 and a["target"] in ("DROP", "REJECT"):
-            hits.append(RuleHit(host=host, backend=a["backend"], table=a["table"], chain=a["chain"],
-                                rule=a["rule"], target=a["target"], pkts=grown))
+        old = before.get(key)
+        grown = a.pkts - (old.pkts if old else 0)
+        if grown > 0 and a.target in ("DROP", "REJECT"):
+            hits.append(RuleHit(host=host, backend=a.backend, table=a.table, chain=a.chain,
+                                rule=a.rule, target=a.target, pkts=grown))
     return hits
 
 
@@ -59,11 +36,11 @@ def hits_from_saves(host: str, result: dict[str, Any]) -> list[RuleHit]:
     for tool, text in after.items():
         old = before.get(tool, "")
         if isinstance(text, str) and isinstance(old, str):
-            hits += delta(host, parse_counters(old, tool), parse_counters(text, tool))
+            hits += delta(host, parse_rules(old, tool), parse_rules(text, tool))
     return hits
 
 
-def local_counters() -> dict[str, dict[str, Any]]:
+def local_counters() -> dict[str, FirewallRule]:
     """This machine's counters (the path between docker-provider nodes); empty when unreadable."""
     if shutil.which("iptables-save") is None:
         return {}
@@ -71,7 +48,7 @@ def local_counters() -> dict[str, dict[str, Any]]:
         proc = subprocess.run(["iptables-save", "-c", "-t", "filter"], capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.TimeoutExpired):
         return {}
-    return parse_counters(proc.stdout) if proc.returncode == 0 else {}
+    return parse_rules(proc.stdout) if proc.returncode == 0 else {}
 
 
 def _opt(rule: str, *names: str) -> str | None:

@@ -11,16 +11,16 @@ import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from labctl import validate
+from labctl import facts, validate
 from labctl.errors import LabError, UsageError
 from labctl.lab import Lab
 from labctl.ssh import Host, fan_out
 
 from . import firewall
-from .collect import data_port
+from .collect import data_port, read_host
 from .evidence import HostFacts, RuleHit
 from .firewall import describe
-from .runner import WireJob, barrier, run_json, signal_file
+from .runner import WireJob, barrier, signal_file
 
 
 @dataclass
@@ -108,21 +108,36 @@ def trace(lab: Lab, src: str, dst: str, count: int = 3) -> PingTrace:
     net = common[0]
     t.network = a.networks[net]["name"]
     dst_ip, dst_mac = b.networks[net]["ip"], b.networks[net]["mac"]
+    if not dst_ip:
+        raise LabError(f"{b.container} has no IPv4 address on {t.network}")
     sh, dh = hosts[a.host], hosts[b.host]
     peers = {a.host: b.host_ip, b.host: a.host_ip}
-    got = fan_out([sh, dh] if dh is not sh else [sh],
-                  lambda h: HostFacts.from_json({**run_json(h, "facts.py", {"peers": [peers[h.name]]}),
-                                                 "name": h.name, "ip": "", "role": ""}))
+    manager = hosts[lab.spec.manager.name]
+    involved = list({h.name: h for h in (sh, dh, manager)}.values())
+
+    def read(h: Host) -> HostFacts | int:
+        if h.name in peers:
+            return read_host(h, "", "", [peers[h.name]])
+        return facts.read(h, facts.DataPathPort(), timeout=15)  # the manager knows the swarm's port
+
+    got = fan_out(involved, read)
     both: dict[str, HostFacts] = {}
     for name, res in got.items():
-        if isinstance(res, LabError):
+        if isinstance(res, HostFacts):
+            both[name] = res
+        elif name not in peers:
+            continue  # the port is looked for elsewhere
+        elif isinstance(res, LabError):
             raise res
-        if isinstance(res, BaseException):
+        else:
             raise LabError(f"{name}: the host's facts could not be read ({type(res).__name__}: {res})")
-        both[name] = res
-    facts = both[a.host]
-    t.data_port = data_port({a.host: facts}) if facts.docker.get("data_path_port") else _swarm_port(lab, hosts)
-    for o in facts.overlays:
+    manager_port = got.get(manager.name)
+    if isinstance(manager_port, int) and manager_port:
+        t.data_port = manager_port
+    else:
+        t.data_port = data_port(both)
+    src_facts = both[a.host]
+    for o in src_facts.overlays:
         if o["id"] == net and o.get("vnis"):
             t.vni = o["vnis"][0]
     # What the sender knows: the name, and a forwarding entry for DST's MAC.
@@ -136,10 +151,10 @@ def trace(lab: Lab, src: str, dst: str, count: int = 3) -> PingTrace:
                sudo=True, timeout=15)
     t.peer_entry = r.out.strip().splitlines()[0] if r.ok and r.out.strip() else ""
     if a.host == b.host:
-        r = sh.run(f"docker exec {shlex.quote(a.container)} ping -c {count} -W 1 {shlex.quote(dst_ip)}", sudo=True,
-                   timeout=30)
+        ping = facts.ContainerPing(a.container, dst_ip, count)
+        r = sh.run(ping.command, sudo=True, timeout=ping.timeout)
         t.ping_output = r.out.strip()
-        t.received = _received(r.out)
+        t.received = ping.parse(r).received or 0
         t.verdict, t.where = ("ok" if t.received else "same-host"), "sender"
         t.explanation = "Both containers are on one host: no VXLAN is involved." + (
             "" if t.received else " The ping failed inside the host (bridge or container firewall).")
@@ -153,10 +168,10 @@ def trace(lab: Lab, src: str, dst: str, count: int = 3) -> PingTrace:
                "seconds": 20, "stop_file": signal_file("stop")}
         jobs.append(WireJob(host, cfg, timeout=40).start())
     with barrier(jobs, "stop_file", 8):
-        r = sh.run(f"docker exec {shlex.quote(a.container)} ping -c {count} -i 0.2 -W 1 {shlex.quote(dst_ip)}",
-                   sudo=True, timeout=30)
+        ping = facts.ContainerPing(a.container, dst_ip, count, interval=0.2)
+        r = sh.run(ping.command, sudo=True, timeout=ping.timeout)
         t.ping_output = r.out.strip() or r.err.strip()
-        t.received = _received(r.out)
+        t.received = ping.parse(r).received or 0
     for j in jobs:
         if j.result is None:
             raise LabError(f"{j.host.name}: the capture failed: {j.error}")
@@ -177,25 +192,9 @@ def trace(lab: Lab, src: str, dst: str, count: int = 3) -> PingTrace:
     return t
 
 
-def _swarm_port(lab: Lab, hosts: dict[str, Host]) -> int:
-    m = lab.spec.manager.name
-    r = hosts[m].run("docker info --format '{{.Swarm.Cluster.DataPathPort}}'", sudo=True, timeout=15)
-    return int(r.out.strip()) if r.ok and r.out.strip().isdigit() and int(r.out.strip()) else 4789
-
-
 def _udp_rule(h: RuleHit, port: int) -> bool:
     rule = h.rule
     return rule.startswith("-P ") or ("udp" in rule and str(port) in rule) or "-p" not in rule
-
-
-def _received(out: str) -> int:
-    for line in out.splitlines():
-        if "packets transmitted" in line:
-            try:
-                return int(line.split(",")[1].split()[0])
-            except (IndexError, ValueError):
-                return 0
-    return 0
 
 
 def judge(t: PingTrace) -> None:

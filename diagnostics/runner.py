@@ -1,4 +1,4 @@
-"""Ships the scripts in diagnostics/remote/ to a host over SSH and reads their answers."""
+"""Ships the packet prober (diagnostics/remote/wire.py) to a host over SSH and reads its answers."""
 
 from __future__ import annotations
 
@@ -20,23 +20,6 @@ from labctl.ssh import Host, fan_out
 def script(name: str) -> bytes:
     """A script the hosts run (package data: diagnostics/remote)."""
     return (resources.files("diagnostics") / "remote" / name).read_bytes()
-
-
-def run_json(host: Host, name: str, config: dict[str, Any], timeout: float = 30.0) -> dict[str, Any]:
-    """Run a remote script that prints one JSON object (last line)."""
-    result = host.run(f"python3 - {shlex.quote(json.dumps(config))}", sudo=True, stdin=script(name),
-                      timeout=timeout)
-    lines = [line for line in result.out.splitlines() if line.strip()]
-    if not result.ok or not lines:
-        raise LabError(f"{host.name}: diagnostics script {name} failed: {result.tail(3)}",
-                       hint="the host needs python3 (and python3-scapy for probes and captures)")
-    try:
-        data = json.loads(lines[-1])
-    except ValueError:
-        raise LabError(f"{host.name}: diagnostics script {name} printed no result: {result.tail(2)}") from None
-    if not isinstance(data, dict):
-        raise LabError(f"{host.name}: diagnostics script {name} printed no result")
-    return data
 
 
 @dataclass

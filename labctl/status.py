@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from typing import Any
 
+from . import facts
 from .errors import LabError
+from .facts import NodeEntry, SwarmInfo
 from .lab import Lab
 from .ssh import Host, background, fan_out
-from .swarm import NodeEntry, SwarmInfo, node_list
-
-PROBE = "docker version --format '{{.Server.Version}}' 2>/dev/null || echo; docker info --format '{{json .Swarm}}'"
 
 
 @dataclass
@@ -29,15 +29,15 @@ class HostStatus:
     problem: str
 
 
-def _probe(host: Host) -> tuple[str, SwarmInfo | None]:
-    result = host.run(PROBE, sudo=True, timeout=20)
-    lines = result.out.splitlines()
-    version = lines[0].strip() if lines else ""
-    try:
-        info = SwarmInfo.parse(lines[1]) if len(lines) > 1 and version else None
-    except (ValueError, IndexError):
-        info = None
-    return version, info
+def _probe(host: Host, manager: bool) -> tuple[str, SwarmInfo | None, list[NodeEntry] | None]:
+    """dockerd's version ("" when it does not answer), the swarm membership and, on the
+    manager, its node list: one round trip."""
+    wanted: list[facts.Fact[Any]] = [facts.DockerInfo(), facts.NodeList()] if manager else [facts.DockerInfo()]
+    readings = facts.read_many(host, wanted, timeout=20)
+    state = readings.get(facts.DockerInfo())
+    if state is None or not state.running:
+        return "", None, None
+    return state.version, state.swarm, readings.get(facts.NodeList()) if manager else None
 
 
 def collect(lab: Lab, provider_states: dict[str, str] | None = None) -> list[HostStatus]:
@@ -48,14 +48,11 @@ def collect(lab: Lab, provider_states: dict[str, str] | None = None) -> list[Hos
         hosts = lab.hosts(connect_timeout=3)
     except LabError:
         hosts = {}
-    probes = fan_out(list(hosts.values()), _probe)
+    probes = fan_out(list(hosts.values()), lambda h: _probe(h, h.name == spec.manager.name))
     nodes: dict[str, NodeEntry] = {}
-    manager_version = probes.get(spec.manager.name)
-    if isinstance(manager_version, tuple) and manager_version[1] and manager_version[1].is_manager:
-        try:
-            nodes = {n.node_id: n for n in node_list(hosts[spec.manager.name])}
-        except LabError:
-            pass
+    manager_probe = probes.get(spec.manager.name)
+    if isinstance(manager_probe, tuple) and manager_probe[1] and manager_probe[1].is_manager:
+        nodes = {n.node_id: n for n in manager_probe[2] or []}
     if states_future is not None:
         try:
             provider_states = states_future.result()
@@ -78,7 +75,7 @@ def collect(lab: Lab, provider_states: dict[str, str] | None = None) -> list[Hos
             else:
                 row.problem = "does not answer SSH" if probe is not None else "no SSH endpoint"
         else:
-            version, info = probe
+            version, info, _ = probe
             row.docker = version or "not running"
             if not version:
                 row.problem = "dockerd is not running"

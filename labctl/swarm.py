@@ -10,93 +10,24 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 
-from . import validate
+from . import facts
 from .errors import LabError
+from .facts import NodeEntry, SwarmInfo
 from .spec import HostSpec, LabSpec
 from .ssh import Host, Result, fan_out, raise_first
 
 
-@dataclass(frozen=True)
-class SwarmInfo:
-    """What a host's dockerd says of its swarm membership (`docker info`)."""
-
-    state: str  # inactive, pending, active, error, locked
-    node_id: str
-    node_addr: str
-    is_manager: bool
-    error: str
-    remote_managers: tuple[str, ...]
-
-    @classmethod
-    def parse(cls, text: str) -> SwarmInfo:
-        data = json.loads(text)
-        return cls(
-            state=data.get("LocalNodeState") or "inactive",
-            node_id=data.get("NodeID") or "",
-            node_addr=data.get("NodeAddr") or "",
-            is_manager=bool(data.get("ControlAvailable")),
-            error=data.get("Error") or "",
-            remote_managers=tuple(m.get("Addr", "") for m in data.get("RemoteManagers") or []),
-        )
-
-
-@dataclass(frozen=True)
-class NodeEntry:
-    """One line of the manager's node list, with the advertised address."""
-
-    node_id: str
-    hostname: str
-    role: str
-    state: str  # ready, down, unknown
-    availability: str
-    addr: str
-    leader: bool
-
-    @classmethod
-    def parse_inspect(cls, text: str) -> list[NodeEntry]:
-        entries = []
-        for node in json.loads(text):
-            status = node.get("Status", {})
-            entries.append(cls(
-                node_id=node["ID"],
-                hostname=node.get("Description", {}).get("Hostname", ""),
-                role=node.get("Spec", {}).get("Role", ""),
-                state=status.get("State", ""),
-                availability=node.get("Spec", {}).get("Availability", ""),
-                addr=status.get("Addr", ""),
-                leader=bool(node.get("ManagerStatus", {}).get("Leader")),
-            ))
-        return entries
-
-
 def swarm_info(host: Host) -> SwarmInfo:
-    # Newer clients exit 0 when the daemon is down and say so only in ServerErrors.
-    result = host.run("docker info --format '{{json .ServerErrors}}\n{{json .Swarm}}'", sudo=True, timeout=30)
-    lines = result.out.strip().splitlines()
-    try:
-        errors = json.loads(lines[0]) if result.ok and lines and lines[0].startswith(("[", "null")) else None
-        if not result.ok or errors or len(lines) < 2:
-            reason = "; ".join(map(str, errors)) if isinstance(errors, list) and errors else result.tail(2)
-            raise LabError(f"{host.name}: dockerd does not answer: {reason}", hint="`labctl up` starts it again")
-        return SwarmInfo.parse(lines[1])
-    except (ValueError, TypeError, AttributeError):
-        raise LabError(f"{host.name}: `docker info` printed no swarm state: {result.out.strip()[:200]!r}") from None
+    """The host's swarm membership; a daemon that does not answer is an error."""
+    state = facts.read(host, facts.DockerInfo())
+    if not state.running:
+        raise LabError(f"{host.name}: dockerd does not answer: {state.error}", hint="`labctl up` starts it again")
+    return state.swarm
 
 
 def node_list(manager: Host) -> list[NodeEntry]:
-    result = manager.run("docker node inspect $(docker node ls -q)", sudo=True, timeout=30)
-    if not result.ok:
-        raise LabError(f"{manager.name}: cannot list the swarm's nodes: {result.tail(2)}")
-    try:
-        entries = NodeEntry.parse_inspect(result.out)
-    except (ValueError, LookupError, TypeError, AttributeError):
-        raise LabError(f"{manager.name}: `docker node inspect` printed no node list: "
-                       f"{result.out.strip()[:200]!r}") from None
-    for entry in entries:
-        validate.node_id(entry.node_id, reported_by=manager.name)
-    return entries
+    return facts.read(manager, facts.NodeList())
 
 
 def init_manager(manager: Host, spec: HostSpec) -> str:

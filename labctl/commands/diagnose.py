@@ -51,10 +51,10 @@ def diagnose(
     focus = lab.spec.host(args[0]).name if args else None
     with lab.locked(picked.wait, note, shared=True):
         if json_out:
-            ev = collect.diagnose(lab, focus)
+            ev = collect.gather_evidence(lab, focus)
         else:
             with console.status(f"probing {focus or 'every host'} against every peer, both directions..."):
-                ev = collect.diagnose(lab, focus)
+                ev = collect.gather_evidence(lab, focus)
     findings = rules.analyze(ev)
     summary = rules.root_cause(findings)
     if evidence_out is not None:

@@ -11,7 +11,7 @@ import ipaddress
 import json
 import shlex
 
-from .. import validate
+from .. import facts, validate
 from ..spec import LabSpec
 from ..ssh import Result
 from . import checks, parse
@@ -368,7 +368,7 @@ def _name_fails(ctx: Ctx, out: Result) -> str:
     text = out.out + out.err
     if out.rc == 0:
         raise Fail("the name resolved and answered: the default bridge should have no DNS", output=text.strip())
-    if not parse.name_not_resolved(text):
+    if not facts.parse_ping(text).unresolved:
         raise Fail("ping failed, but not because the name does not resolve", output=text.strip())
     return "fails as expected: no DNS on the default bridge"
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable
 
+from .. import facts
 from ..ssh import Result, fan_out
 from . import parse
 from .engine import Check, Ctx, Fail, Skip, StepResult
@@ -31,14 +32,17 @@ def task_hosts(ctx: Ctx, service: str) -> dict[str, list[str]]:
     return {h: r for h, r in found.items() if not isinstance(r, BaseException)}
 
 
+SWARM_PORTS = (2377, 7946, 4789)
+
+
 def firewall_evidence(ctx: Ctx, hosts: list[str]) -> str:
     """Firewall rules on `hosts` that drop the swarm's ports (2377, 7946, 4789)."""
-    command = ("iptables-save 2>/dev/null | grep -E -- '--dport (2377|7946|4789)( |$)' "
-               "| grep -E -- '-j (DROP|REJECT)'")
+    found = fan_out([ctx.hosts[h] for h in hosts], lambda h: facts.read(h, facts.FirewallRules()))
     lines = []
     for host in hosts:
-        for rule in ctx.sh(host, command).out.splitlines():
-            lines.append(f"{host}: `{rule.strip()}`")
+        rules = found.get(host)
+        if isinstance(rules, dict):
+            lines += [f"{host}: `{r.rule}`" for r in facts.dropping(rules, SWARM_PORTS)]
     return "; ".join(lines)
 
 
@@ -157,9 +161,10 @@ RESOLVED_NO_REPLY_RETRY = 10.0
 
 
 def ping_ok(ctx: Ctx, out: Result) -> str:
-    received = parse.ping_received(out.out)
+    ping = facts.parse_ping(out.out + "\n" + out.err)
+    received = ping.received
     if out.rc != 0 or not received:
-        if parse.name_not_resolved(out.out + out.err):
+        if ping.unresolved:
             raise Fail("the name does not resolve", output=(out.out + out.err).strip())
         raise Fail("no reply", output=(out.out + out.err).strip(), retry_for=RESOLVED_NO_REPLY_RETRY)
     return f"{received} replies"
@@ -168,7 +173,7 @@ def ping_ok(ctx: Ctx, out: Result) -> str:
 def overlay_ping_hint(src: str, dst: str, target: str) -> Callable[[Ctx, StepResult], str]:
     """The likely cause of a failed ping across hosts on an overlay."""
     def hint(ctx: Ctx, result: StepResult) -> str:
-        if parse.name_not_resolved(result.output):
+        if facts.parse_ping(result.output).unresolved:
             cause = (f"{target} does not resolve: {src}'s embedded DNS learns of containers on {dst} through "
                      f"the swarm's gossip (TCP/UDP 7946), which may be blocked between them")
         else:

@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .. import facts
 from ..errors import LabError
 from ..spec import LabSpec
 from ..ssh import Host, Result, fan_out
-from ..swarm import swarm_info
 from .images import ImageSet
 from .limits import Limits
 
@@ -283,9 +283,12 @@ def run_step(step: Step, ctx: Ctx) -> StepResult | None:
 
 def daemons_down(hosts: dict[str, Host]) -> dict[str, str]:
     """Hosts whose dockerd does not answer, with why."""
-    results = fan_out(list(hosts.values()), swarm_info)
-    return {name: (r.message if isinstance(r, LabError) else str(r)).split(": ", 1)[-1]
+    results = fan_out(list(hosts.values()), lambda h: facts.read(h, facts.DockerInfo()))
+    down = {name: (r.message if isinstance(r, LabError) else str(r)).split(": ", 1)[-1]
             for name, r in results.items() if isinstance(r, BaseException)}
+    down.update({name: f"dockerd does not answer: {r.error}"
+                 for name, r in results.items() if isinstance(r, facts.DockerState) and not r.running})
+    return down
 
 
 def _hint(step: Step, ctx: Ctx, result: StepResult) -> str:

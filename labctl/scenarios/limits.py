@@ -2,52 +2,26 @@
 
 - IPVS: the swarm's routing mesh and service virtual IPs are IPVS load balancers.
   Without it, a published port answers nowhere and a service's VIP is silent.
-- ESP: encrypted overlays (`--opt encrypted`) need the kernel's ESP transform.
+- ESP: encrypted overlays (`--opt encrypted`) need the kernel's ESP transform with AES-GCM.
 - A way out to the internet: only then can a container ping google.com.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from .. import validate
+from .. import facts, validate
 from ..errors import LabError
 from ..ssh import Host, fan_out
 
-IPVS_LOG_LINE = "Could not get ipvs family information"
-
-# One round trip per host; each probe prints `key=value`.
-PROBE = r"""
-if [ -e /proc/net/ip_vs ] || { modprobe ip_vs 2>/dev/null && [ -e /proc/net/ip_vs ]; }; then
-  echo ipvs=yes
-elif grep -qs "Could not get ipvs family information" /var/log/dockerd.log \
-  || journalctl -u docker --no-pager 2>/dev/null | grep -qs "Could not get ipvs family information"; then
-  echo ipvs=log
-else
-  echo ipvs=no
-fi
-if ! command -v unshare >/dev/null 2>&1; then echo esp=unknown
-elif unshare -n ip xfrm state add src 10.0.0.1 dst 10.0.0.2 proto esp spi 0x100 mode transport \
-  enc 'cbc(aes)' 0x00112233445566778899aabbccddeeff \
-  auth 'hmac(sha256)' 0x00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff 2>/dev/null
-then echo esp=yes
-else echo esp=no
-fi
-if [ -z "$(ip route show default 2>/dev/null)" ]; then echo internet=noroute
-elif ! timeout 4 getent hosts google.com >/dev/null 2>&1; then echo internet=nodns
-elif ! ping -c 1 -W 3 google.com >/dev/null 2>&1; then echo internet=noreply
-else echo internet=yes
-fi
-echo node=$(docker info --format '{{.Name}}' 2>/dev/null)
-echo swarm=$(docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null || echo no-dockerd)
-"""
+# One round trip per host.
+PROBE: tuple[facts.Fact[Any], ...] = (facts.DockerInfo(), facts.IpvsSupport(), facts.EspSupport(), facts.Internet())
 
 GLOBAL = ("ipvs", "esp")  # capabilities that every host must have
 
-_IPVS_REASONS = {
-    "log": f'no IPVS in the kernel (dockerd: "{IPVS_LOG_LINE}"): no routing mesh, no service VIPs',
-    "no": "no IPVS in the kernel (no /proc/net/ip_vs, ip_vs cannot be loaded): no routing mesh, no service VIPs",
-}
+IPVS_MISSING = (f'no IPVS in the kernel (no generic netlink family "IPVS"; dockerd logs "{facts.IPVS_LOG_LINE}"): '
+                "no routing mesh, no service VIPs")
 _INTERNET_REASONS = {
     "noroute": "the host has no default route: no way out to the internet",
     "nodns": "google.com does not resolve on the host: no way out to the internet",
@@ -86,27 +60,22 @@ class Limits:
         return {"missing": self.missing_by_host, "node_names": self.node_names}
 
 
-def parse(text: str) -> tuple[dict[str, str | None], str]:
-    missing, node, _ = parse_all(text)
-    return missing, node
-
-
-def parse_all(text: str) -> tuple[dict[str, str | None], str, str]:
-    values = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
-    ipvs = values.get("ipvs", "no")
-    esp = values.get("esp", "unknown")
-    internet = values.get("internet", "noroute")
-    missing: dict[str, str | None] = {
-        "ipvs": None if ipvs == "yes" else _IPVS_REASONS.get(ipvs, _IPVS_REASONS["no"]),
-        "esp": "no ESP transform in this kernel: encrypted overlays cannot work" if esp == "no" else None,
+def missing(ipvs: facts.Capability, esp: facts.Capability, internet: str) -> dict[str, str | None]:
+    """Per capability, None where it works (or could not be tested), else why it cannot."""
+    return {
+        "ipvs": IPVS_MISSING if ipvs.ok is False else None,
+        "esp": "no ESP (AES-GCM) transform in this kernel: encrypted overlays cannot work" if esp.ok is False
+        else None,
         "internet": None if internet == "yes" else _INTERNET_REASONS.get(internet, _INTERNET_REASONS["noroute"]),
     }
-    return missing, values.get("node", "").strip(), values.get("swarm", "").strip() or "no-dockerd"
 
 
 def detect(hosts: dict[str, Host]) -> Limits:
     def probe(host: Host) -> tuple[dict[str, str | None], str, str]:
-        return parse_all(host.run(PROBE, sudo=True, timeout=30).out)
+        readings = facts.read_many(host, PROBE, timeout=30)
+        docker = readings[facts.DockerInfo()]
+        found = missing(readings[facts.IpvsSupport()], readings[facts.EspSupport()], readings[facts.Internet()])
+        return found, docker.name, docker.swarm.state if docker.running else "no-dockerd"
     limits = Limits()
     for name, found in fan_out(list(hosts.values()), probe).items():
         if isinstance(found, LabError):

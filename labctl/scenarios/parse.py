@@ -63,22 +63,6 @@ def network_inspect(text: str) -> NetworkInspect:
     return NetworkInspect(net.get("Id", ""), net.get("Name", ""), gateway, subnet, containers, peers)
 
 
-def ping_received(text: str) -> int | None:
-    """Replies counted by ping's summary line, or None if there is none."""
-    match = re.search(r"(\d+) packets transmitted, (\d+) (?:packets )?received", text)
-    return int(match.group(2)) if match else None
-
-
-_NO_NAME = ("bad address", "unknown host", "name or service not known", "name does not resolve",
-            "temporary failure in name resolution", "could not resolve")
-
-
-def name_not_resolved(text: str) -> bool:
-    """Did ping (busybox, iputils) say it could not resolve the name?"""
-    lowered = text.lower()
-    return any(marker in lowered for marker in _NO_NAME)
-
-
 def nslookup_addresses(text: str) -> list[str]:
     """IPv4 addresses of the answer (busybox and bind nslookup), not the server's."""
     addresses: list[str] = []

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from diagnostics.evidence import Evidence, Probe, RuleHit, read_captures
-from diagnostics.firewall import delta, matches, parse_counters
+from diagnostics.firewall import delta, matches
 from diagnostics.rules import analyze, exit_code, root_cause
+from labctl.facts import parse_rules
 
 DATA = Path(__file__).parent.parent / "data" / "diagnostics"
 
@@ -201,9 +202,9 @@ def test_rule_matching_and_counter_delta() -> None:
     assert not matches("-A INPUT -p tcp -m tcp --dport 4789 -j DROP", p)
     assert not matches("-A INPUT -s 192.168.59.11/32 -p udp -m udp --dport 4789 -j DROP", p)
     assert not matches("-A INPUT ! -s 192.168.59.10/32 -p udp --dport 4789 -j DROP", p)
-    before = parse_counters("*filter\n:INPUT ACCEPT [5:100]\n[0:0] -A INPUT -p udp -m udp --dport 4789 -j DROP\n"
+    before = parse_rules("*filter\n:INPUT ACCEPT [5:100]\n[0:0] -A INPUT -p udp -m udp --dport 4789 -j DROP\n"
                             "COMMIT\n")
-    after = parse_counters("*filter\n:INPUT ACCEPT [9:200]\n[2:96] -A INPUT -p udp -m udp --dport 4789 -j DROP\n"
+    after = parse_rules("*filter\n:INPUT ACCEPT [9:200]\n[2:96] -A INPUT -p udp -m udp --dport 4789 -j DROP\n"
                            "COMMIT\n")
     assert delta("b", before, after) == [RuleHit("b", "iptables-save", "filter", "INPUT",
                                                  "-A INPUT -p udp -m udp --dport 4789 -j DROP", "DROP", 2)]

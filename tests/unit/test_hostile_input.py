@@ -19,6 +19,7 @@ from labctl.errors import HostUnreachable, LabError, MissingToolError, UsageErro
 from labctl.spec import build_spec
 from labctl.ssh import Endpoint, Host, Result
 from tests.unit.test_cli_errors import labctl
+from tests.unit.test_facts import FACTS
 
 HOSTILE = ["x;touch /tmp/p", "$(touch /tmp/p)", "`touch /tmp/p`", "a b", "x|y", "x&&y", "-rf", "../x", "x\ny",
            "é", "", "a" * 300, "x'y", 'x"y', "x>y"]
@@ -207,14 +208,13 @@ def test_a_route_that_is_not_json_is_a_lab_error(tmp_path: Path) -> None:
     assert "printed no route" in exc.value.message
 
 
-def test_facts_script_runs_no_shell() -> None:
-    source = runner.script("facts.py").decode()
-    assert "shell=True" not in source
-    assert "$(" not in source
+def test_no_fact_substitutes_host_output_into_a_command() -> None:
+    for fact in FACTS:
+        assert "$(" not in fact.command and "`" not in fact.command, fact
 
 
 def test_malformed_swarm_state_from_a_host_is_a_lab_error() -> None:
-    host = FakeHost("manager", [("docker info", "null\n{not json")])
+    host = FakeHost("manager", [("docker info", "{not json")])
     with pytest.raises(LabError) as exc:
         swarm.swarm_info(host)  # type: ignore[arg-type]
     assert "printed no swarm state" in exc.value.message
@@ -250,11 +250,11 @@ def test_an_unexpected_error_inside_a_probe_thread_becomes_the_jobs_error() -> N
     assert job.result is None and "RuntimeError: scapy exploded" in job.error
 
 
-def test_facts_of_the_wrong_shape_make_the_host_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(collect, "run_json", lambda *a, **k: {"docker": "not an object", "interfaces": [1]})
+def test_facts_of_the_wrong_shape_make_the_host_a_finding() -> None:
     spec = build_spec({})
     lab = SimpleNamespace(spec=spec)
-    hosts = {h: FakeHost(h, []) for h in spec.host_names}
+    hosts = {h: FakeHost(h, [("docker info", '{"docker": "not an object", "interfaces": [1]}')])
+             for h in spec.host_names}
     facts = collect.gather_facts(lab, hosts)  # type: ignore[arg-type]
     assert all(not f.reachable and "malformed" in f.error for f in facts.values())
 

@@ -30,10 +30,10 @@ class FakeHost:
 
     def run(self, command: str, *, sudo: bool = False, timeout: float = 60, **_: object) -> Result:
         self.commands.append(command)
-        if command.startswith("docker info --format '{{json .ServerErrors}}"):  # is dockerd there?
+        if command.startswith("docker info --format '{{json .}}'"):  # is dockerd there?
             if self.daemon_down:
                 return Result(1, "", "Cannot connect to the Docker daemon at unix:///var/run/docker.sock.")
-            return Result(0, 'null\n{"LocalNodeState": "active"}\n', "")
+            return Result(0, '{"ServerVersion": "27.0.1", "Swarm": {"LocalNodeState": "active"}}\n', "")
         if command.startswith("docker ps -a --no-trunc"):  # the engine's snapshot
             return Result(0, "".join(f"{k.split()[0]} {k.split()[1]} {v.split()[1]}\n"
                                      for k, v in self.items.items()), "")

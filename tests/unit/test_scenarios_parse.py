@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
+from labctl import facts
 from labctl.scenarios import limits, parse
+from labctl.ssh import Result
 
 NETWORK_LS = """NETWORK ID     NAME              DRIVER    SCOPE
 b870683bd028   bridge            bridge    local
@@ -70,17 +72,6 @@ def test_network_inspect_separates_tasks_from_the_load_balancer() -> None:
     assert info.gateway == "10.0.1.1" and info.subnet == "10.0.1.0/24"
 
 
-def test_ping() -> None:
-    ok = "2 packets transmitted, 2 packets received, 0% packet loss"
-    lost = "2 packets transmitted, 0 packets received, 100% packet loss"
-    assert parse.ping_received(ok) == 2
-    assert parse.ping_received(lost) == 0
-    assert parse.ping_received("ping: bad address 'container02-alpine'") is None
-    assert parse.name_not_resolved("ping: bad address 'container02-alpine'")
-    assert parse.name_not_resolved("ping: container02-alpine: Name or service not known")
-    assert not parse.name_not_resolved(lost)
-
-
 def test_nslookup_ignores_the_server_address() -> None:
     assert parse.nslookup_addresses(NSLOOKUP) == ["10.0.8.3", "10.0.8.2"]
     assert parse.nslookup_addresses("Server: 127.0.0.11\nAddress: 127.0.0.11:53\n") == []
@@ -94,12 +85,13 @@ def test_ip_addr_and_ports() -> None:
                                            "PublishMode": "ingress"}]
 
 
-def test_limits_from_probe_output() -> None:
-    missing, node = limits.parse("ipvs=log\nesp=no\ninternet=nodns\nnode=worker-1\n")
-    assert node == "worker-1"
+def test_limits_from_facts() -> None:
+    docker = facts.DockerInfo().parse(Result(0, '{"ServerVersion": "27.0.1", "Name": "worker-1"}', ""))
+    assert docker.name == "worker-1"
+    missing = limits.missing(facts.Capability(False), facts.Capability(False), "nodns")
     assert "Could not get ipvs family information" in (missing["ipvs"] or "")
     assert missing["esp"] and missing["internet"]
-    ok, _ = limits.parse("ipvs=yes\nesp=yes\ninternet=yes\nnode=m\n")
+    ok = limits.missing(facts.Capability(True), facts.Capability(True), "yes")
     assert ok == {"ipvs": None, "esp": None, "internet": None}
 
 

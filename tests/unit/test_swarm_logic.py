@@ -48,7 +48,9 @@ def test_swarm_info_parses_docker_info() -> None:
 
 
 def docker_info(swarm_json: str, server_errors: str = "null") -> Result:
-    return Result(0, f"{server_errors}\n{swarm_json}\n", "")
+    """`docker info --format '{{json .}}'`: the daemon's answer, or a client's without one."""
+    version = "" if server_errors != "null" else '"ServerVersion": "27.0.1", '
+    return Result(0, f'{{{version}"ServerErrors": {server_errors}, "Swarm": {swarm_json}}}\n', "")
 
 
 def test_daemon_down_is_an_error_even_when_the_client_exits_0() -> None:
