@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from labctl.errors import LabError
-from labctl.lab import Lab
 
 from .collect import READY_TIMEOUT, data_port, gather_facts
 from .runner import WireJob
+from .target import Target
 
 
 @dataclass
@@ -21,12 +21,12 @@ class CaptureResult:
     vni_names: dict[int, str]
 
 
-def run(lab: Lab, host: str, *, vxlan: bool, count: int, seconds: float, bpf: str | None,
+def run(target: Target, host: str, *, vxlan: bool, count: int, seconds: float, bpf: str | None,
         on_packet: Callable[[dict[str, Any]], None],
         on_ready: Callable[[str], None] | None = None) -> CaptureResult:
     """Capture on the host's underlay; `on_ready` is told once the capture is open."""
-    hosts = lab.hosts()
-    facts = gather_facts(lab, {host: hosts[host]})[host]
+    hosts = target.hosts
+    facts = gather_facts(target.spec, {host: hosts[host]})[host]
     if not facts.reachable:
         raise LabError(facts.error, hint="`labctl status`")
     port = data_port({host: facts})

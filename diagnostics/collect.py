@@ -8,12 +8,13 @@ from typing import Any
 
 from labctl import facts, validate
 from labctl.errors import LabError
-from labctl.lab import Lab
+from labctl.spec import LabSpec
 from labctl.ssh import Host, background, fan_out
 
 from . import firewall
 from .evidence import DEFAULT_DATA_PORT, SPORT_BASE, Evidence, HostFacts, Probe, plan_probes, read_captures
 from .runner import WireJob, barrier, signal_file
+from .target import Target
 
 READY_TIMEOUT = 8.0
 GAP = 0.15  # between the two copies of each probe
@@ -61,8 +62,7 @@ def read_host(host: Host, ip: str, role: str, peers: list[str]) -> HostFacts:
     return host_facts(facts.read_many(host, _facts(peers), timeout=25), host.name, ip, role, peers)
 
 
-def gather_facts(lab: Lab, hosts: dict[str, Host]) -> dict[str, HostFacts]:
-    spec = lab.spec
+def gather_facts(spec: LabSpec, hosts: dict[str, Host]) -> dict[str, HostFacts]:
 
     def one(host: Host) -> HostFacts:
         me = spec.host(host.name)
@@ -94,15 +94,16 @@ def data_port(found: dict[str, HostFacts]) -> int:
     return DEFAULT_DATA_PORT
 
 
-def _probe(lab: Lab, hosts: dict[str, Host], ev: Evidence, plan: list[Probe], port: int, wait: float) -> None:
+def _probe(target: Target, ev: Evidence, plan: list[Probe], port: int, wait: float) -> None:
+    spec, hosts = target.spec, target.hosts
     """Run a probe plan: every involved host captures, then all send at once; fill the probes in."""
     involved = sorted({p.src for p in plan} | {p.dst for p in plan})
     jobs: list[WireJob] = []
     for name in involved:
         mine = [p for p in plan if p.src == name]
         config: dict[str, Any] = {
-            "mode": "probe", "me": lab.spec.host(name).ip, "iface": "", "data_ports": [port],
-            "peers": [h.ip for h in lab.spec.hosts if h.name != name],
+            "mode": "probe", "me": spec.host(name).ip, "iface": "", "data_ports": [port],
+            "peers": [h.ip for h in spec.hosts if h.name != name],
             "send": [{"id": p.id, "dst": p.dst_ip, "proto": p.proto, "port": p.port, "sport": p.sport,
                       "vxlan": p.port == port and p.proto == "udp"} for p in mine],
             "expect": [{"src": p.src_ip, "proto": p.proto, "sport": p.sport} for p in plan if p.dst == name],
@@ -110,7 +111,7 @@ def _probe(lab: Lab, hosts: dict[str, Host], ev: Evidence, plan: list[Probe], po
             "gap": GAP,
         }
         jobs.append(WireJob(hosts[name], config, timeout=30).start())
-    local_before = firewall.local_counters() if lab.spec.provider == "docker" else {}
+    local_before = firewall.local_counters() if target.path_here else {}
     with barrier(jobs, "go_file", READY_TIMEOUT, stop_key="stop_file", settle_timeout=wait + GAP + 1.0):
         pass  # the probes go out once every capture is open
     local_after = firewall.local_counters() if local_before else {}
@@ -128,16 +129,16 @@ def _probe(lab: Lab, hosts: dict[str, Host], ev: Evidence, plan: list[Probe], po
         ev.path_rule_hits += firewall.delta("this machine", local_before, local_after)
 
 
-def gather_evidence(lab: Lab, focus: str | None = None, wait: float = 0.5) -> Evidence:
+def gather_evidence(target: Target, focus: str | None = None, wait: float = 0.5) -> Evidence:
     """Facts and probes run at the same time; the probes assume UDP 4789 for VXLAN and are
     repeated for the swarm's data path port when the facts say it differs."""
     start = time.monotonic()
-    hosts = lab.hosts()
-    stubs = {h.name: HostFacts(name=h.name, ip=h.ip, role=h.role) for h in lab.spec.hosts}
-    ev = Evidence(lab=lab.spec.name, focus=focus, data_port=DEFAULT_DATA_PORT, hosts=stubs)
+    spec, hosts = target.spec, target.hosts
+    stubs = {h.name: HostFacts(name=h.name, ip=h.ip, role=h.role) for h in spec.hosts}
+    ev = Evidence(lab=spec.name, focus=focus, data_port=DEFAULT_DATA_PORT, hosts=stubs)
     plan = plan_probes(stubs, focus, DEFAULT_DATA_PORT)
-    facts_future = background(lambda: gather_facts(lab, hosts))
-    _probe(lab, hosts, ev, plan, DEFAULT_DATA_PORT, wait)
+    facts_future = background(lambda: gather_facts(spec, hosts))
+    _probe(target, ev, plan, DEFAULT_DATA_PORT, wait)
     facts = facts_future.result()
     ev.hosts = facts
     port = data_port(facts)
@@ -147,7 +148,7 @@ def gather_evidence(lab: Lab, focus: str | None = None, wait: float = 0.5) -> Ev
         extra = [p for p in plan_probes(stubs, focus, port) if p.proto == "udp" and p.port == port]
         for i, p in enumerate(extra):
             p.id, p.sport = 1000 + i, SPORT_BASE + 150 + i
-        _probe(lab, hosts, ev, extra, port, wait)
+        _probe(target, ev, extra, port, wait)
         plan += extra
     # probes of unreachable hosts say nothing more than host-unreachable does
     ev.probes = [p for p in plan if facts[p.src].reachable and facts[p.dst].reachable]

@@ -13,7 +13,7 @@ from typing import Any
 
 from labctl import facts, validate
 from labctl.errors import LabError, UsageError
-from labctl.lab import Lab
+from labctl.spec import LabSpec
 from labctl.ssh import Host, fan_out
 
 from . import firewall
@@ -21,10 +21,11 @@ from .collect import data_port, read_host
 from .evidence import HostFacts, RuleHit
 from .firewall import describe
 from .runner import WireJob, barrier, signal_file
+from .target import Target
 
 
 @dataclass
-class Endpoint:
+class ContainerEnd:
     container: str
     host: str
     host_ip: str
@@ -33,8 +34,8 @@ class Endpoint:
 
 @dataclass
 class PingTrace:
-    src: Endpoint
-    dst: Endpoint
+    src: ContainerEnd
+    dst: ContainerEnd
     network: str = ""
     vni: int = 0
     data_port: int = 4789
@@ -56,7 +57,7 @@ class PingTrace:
         return asdict(self)
 
 
-def _find(lab: Lab, hosts: dict[str, Host], name: str) -> Endpoint:
+def _find(spec: LabSpec, hosts: dict[str, Host], name: str) -> ContainerEnd:
     def look(h: Host) -> dict[str, Any] | None:
         r = h.run(f"docker inspect --type container {shlex.quote(name)} "
                   "--format '{{.State.Running}} {{.Name}} {{json .NetworkSettings.Networks}}'", sudo=True,
@@ -80,7 +81,7 @@ def _find(lab: Lab, hosts: dict[str, Host], name: str) -> Endpoint:
         raise LabError(bad[0], hint="the host's docker answered in an unexpected shape: nothing was run with it")
     found = looked
     if not found:
-        raise UsageError(f"no container '{name}' on any host of lab '{lab.spec.name}'",
+        raise UsageError(f"no container '{name}' on any host of lab '{spec.name}'",
                          hint="`labctl exec HOST -- docker ps` lists a host's containers")
     if len(found) > 1:
         raise UsageError(f"'{name}' names a container on several hosts ({', '.join(found)})",
@@ -94,12 +95,12 @@ def _find(lab: Lab, hosts: dict[str, Host], name: str) -> Endpoint:
         "ip": validate.ipv4(v.get("IPAddress"), reported_by=host) if v.get("IPAddress") else "",
         "mac": validate.mac(v.get("MacAddress"), reported_by=host) if v.get("MacAddress") else ""}
             for k, v in info["nets"].items()}
-    return Endpoint(info["name"], host, lab.spec.host(host).ip, nets)
+    return ContainerEnd(info["name"], host, spec.host(host).ip, nets)
 
 
-def trace(lab: Lab, src: str, dst: str, count: int = 3) -> PingTrace:
-    hosts = lab.hosts()
-    a, b = _find(lab, hosts, src), _find(lab, hosts, dst)
+def trace(target: Target, src: str, dst: str, count: int = 3) -> PingTrace:
+    spec, hosts = target.spec, target.hosts
+    a, b = _find(spec, hosts, src), _find(spec, hosts, dst)
     common = [n for n in a.networks if n in b.networks]
     if not common:
         raise UsageError(f"{a.container} and {b.container} share no network",
@@ -112,7 +113,7 @@ def trace(lab: Lab, src: str, dst: str, count: int = 3) -> PingTrace:
         raise LabError(f"{b.container} has no IPv4 address on {t.network}")
     sh, dh = hosts[a.host], hosts[b.host]
     peers = {a.host: b.host_ip, b.host: a.host_ip}
-    manager = hosts[lab.spec.manager.name]
+    manager = hosts[spec.manager.name]
     involved = list({h.name: h for h in (sh, dh, manager)}.values())
 
     def read(h: Host) -> HostFacts | int:

@@ -15,7 +15,7 @@ from diagnostics import capture as cap
 from ..errors import UsageError
 from ..lab import Lab
 from ..ui import check_output, console, info, note, write_output
-from .context import selection
+from .context import diagnosis_target, selection
 
 
 def capture(
@@ -36,7 +36,7 @@ def capture(
     lab = Lab.open(picked)
     name = lab.spec.host(host).name
     with lab.locked(picked.wait, note, shared=True):
-        result = cap.run(lab, name, vxlan=vxlan, count=count, seconds=seconds, bpf=bpf,
+        result = cap.run(diagnosis_target(lab), name, vxlan=vxlan, count=count, seconds=seconds, bpf=bpf,
                          on_packet=(lambda d: print(json.dumps(d), flush=True)) if json_out else
                          (lambda d: console.print(escape(cap.line(d)))), on_ready=note)
     if write is not None:

@@ -16,7 +16,7 @@ from .. import validate
 from ..errors import UsageError
 from ..lab import Lab
 from ..ui import FormatOpt, check_format, check_output, console, emit_table, info, note, write_output
-from .context import selection
+from .context import diagnosis_target, selection
 
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "cyan"}
 
@@ -50,11 +50,12 @@ def diagnose(
                          hint="labctl diagnose worker-2")
     focus = lab.spec.host(args[0]).name if args else None
     with lab.locked(picked.wait, note, shared=True):
+        on = diagnosis_target(lab)
         if json_out:
-            ev = collect.gather_evidence(lab, focus)
+            ev = collect.gather_evidence(on, focus)
         else:
             with console.status(f"probing {focus or 'every host'} against every peer, both directions..."):
-                ev = collect.gather_evidence(lab, focus)
+                ev = collect.gather_evidence(on, focus)
     findings = rules.analyze(ev)
     summary = rules.root_cause(findings)
     if evidence_out is not None:
@@ -97,11 +98,12 @@ def _print_findings(findings: list, title: str, fmt: str = "rich") -> None:
 
 def _ping(lab: Lab, wait: float, src: str, dst: str, json_out: bool) -> None:
     with lab.locked(wait, note, shared=True):
+        target = diagnosis_target(lab)
         if json_out:
-            result = ping.trace(lab, src, dst)
+            result = ping.trace(target, src, dst)
         else:
             with console.status(f"pinging {dst} from {src} while capturing VXLAN on both hosts..."):
-                result = ping.trace(lab, src, dst)
+                result = ping.trace(target, src, dst)
     if json_out:
         print(json.dumps(result.to_json(), indent=2))
     else:

@@ -188,8 +188,10 @@ class FakeHost:
 
 def fake_lab_object(tmp_path: Path, host: FakeHost, provider: str = "docker") -> Any:
     spec = build_spec({"lab": {"provider": provider}})
+    # The docker provider's nodes share a bridge on this machine; other providers' do not (here).
+    backend = SimpleNamespace(local_bridge=lambda: "br-0123456789ab" if provider == "docker" else None)
     return SimpleNamespace(spec=spec, state=SimpleNamespace(dir=tmp_path), host=lambda name: host,
-                           hosts=lambda: {h: host for h in spec.host_names})
+                           hosts=lambda: {h: host for h in spec.host_names}, backend=lambda: backend)
 
 
 def test_an_interface_name_a_host_reports_never_reaches_a_command(tmp_path: Path) -> None:
@@ -252,10 +254,9 @@ def test_an_unexpected_error_inside_a_probe_thread_becomes_the_jobs_error() -> N
 
 def test_facts_of_the_wrong_shape_make_the_host_a_finding() -> None:
     spec = build_spec({})
-    lab = SimpleNamespace(spec=spec)
     hosts = {h: FakeHost(h, [("docker info", '{"docker": "not an object", "interfaces": [1]}')])
              for h in spec.host_names}
-    facts = collect.gather_facts(lab, hosts)  # type: ignore[arg-type]
+    facts = collect.gather_facts(spec, hosts)  # type: ignore[arg-type]
     assert all(not f.reachable and "malformed" in f.error for f in facts.values())
 
 
@@ -331,14 +332,14 @@ def test_a_container_name_a_host_reports_is_checked_and_an_unreachable_host_is_p
         def run(self, command: str, **_: Any) -> Result:
             raise HostUnreachable(f"{self.name} does not answer SSH")
 
-    lab = SimpleNamespace(spec=build_spec({}))
+    spec = build_spec({})
     hosts = {"manager": FakeHost("manager", [("docker inspect", f"true /c1 {nets}")]), "worker-1": Down("worker-1", []),
              "worker-2": FakeHost("worker-2", [])}
     hosts["worker-2"].run = lambda command, **_: Result(1, "", "No such container")  # type: ignore[method-assign]
-    found = ping._find(lab, hosts, "c1")  # type: ignore[arg-type]
+    found = ping._find(spec, hosts, "c1")  # type: ignore[arg-type]
     assert (found.container, found.host, found.networks["abc123"]["ip"]) == ("c1", "manager", "10.0.1.2")
 
     hosts["manager"] = FakeHost("manager", [("docker inspect", f"true /c1;touch\\ /tmp/p {nets}")])
     with pytest.raises(LabError) as exc:
-        ping._find(lab, hosts, "c1")  # type: ignore[arg-type]
+        ping._find(spec, hosts, "c1")  # type: ignore[arg-type]
     assert "printed" in exc.value.message
