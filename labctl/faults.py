@@ -211,7 +211,7 @@ def add(lab: Lab, host: str, kind: str, *, port: str | None = None, action: str 
         if spec.host(host).role != "worker":
             raise UsageError(f"{kind} is for workers: {host} is the manager")
         if kind == "leave":
-            _sh(lab, host, "docker swarm leave")
+            swarm.leave(lab.host(host), check=True)
         else:
             addr = validate.ipv4(addr or _unused_addr(lab), hint="--addr takes an IPv4 address")
             if addr == spec.manager.ip:
@@ -269,7 +269,7 @@ def _undo(lab: Lab, f: Fault) -> str:
         # A worker whose address was borrowed lost its gossip entries meanwhile: it re-joins too.
         victim = next((h for h in lab.spec.workers if h.ip == f.params.get("addr") and h.name != f.host), None)
         if victim is not None:
-            hosts[victim.name].run("docker swarm leave", sudo=True, timeout=60)
+            swarm.leave(hosts[victim.name])
             swarm.join_worker(hosts[victim.name], victim, lab.spec.manager.ip, token)
         _wait_swarm(lab, f.host)
     problem = _still_there(lab, f)

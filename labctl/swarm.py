@@ -38,7 +38,7 @@ def init_manager(manager: Host, spec: HostSpec) -> str:
     note = ""
     if info.state != "inactive":
         # In a swarm of the wrong shape (a worker, another address, a failed join): start over.
-        manager.run("docker swarm leave --force", sudo=True, timeout=60)
+        leave(manager, force=True)
         note = f" (left a swarm it was in as {'manager' if info.is_manager else 'worker'} at {info.node_addr})"
     result = manager.run(
         f"docker swarm init --advertise-addr {spec.ip} --listen-addr {spec.ip}:2377", sudo=True, timeout=90
@@ -46,6 +46,15 @@ def init_manager(manager: Host, spec: HostSpec) -> str:
     if not result.ok:
         raise LabError(f"{manager.name}: `docker swarm init` failed: {result.tail(2)}")
     return f"initialised, advertising {spec.ip}{note}"
+
+
+def leave(host: Host, force: bool = False, check: bool = False) -> Result:
+    """Make `host` leave its swarm (`force`: also a manager, or a node cut off from the others).
+    With `check`, a failure is a LabError."""
+    result = host.run("docker swarm leave" + (" --force" if force else ""), sudo=True, timeout=60)
+    if check and not result.ok:
+        raise LabError(f"{host.name}: `docker swarm leave` failed: {result.tail(2)}")
+    return result
 
 
 def worker_token(manager: Host) -> str:
@@ -97,7 +106,7 @@ def join_worker(worker: Host, spec: HostSpec, manager_ip: str, token: str,
     info = swarm_info(worker)
     note = ""
     if info.state != "inactive":
-        worker.run("docker swarm leave --force", sudo=True, timeout=60)
+        leave(worker, force=True)
         note = f" (left its stale swarm membership: {info.state}, {info.node_addr or 'no address'})"
     result = worker.run(JOIN_COMMAND, sudo=True, stdin=join_request(spec, manager_ip, token, addr), timeout=120)
     error = api_error(result)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .. import swarm
 from ..errors import LabError
 from ..spec import LabSpec
 from ..ssh import Endpoint, fan_out, split_results
 from ..state import LabState
-from ..swarm import swarm_info
 from .base import Boot, HostsFn, OnLine
 
 
@@ -64,8 +64,7 @@ class ExistingBackend:
         hosts = self._hosts()
         workers = [hosts[w.name] for w in self.spec.workers]
         for group in (workers, [hosts[self.spec.manager.name]]):
-            _, errors = split_results(fan_out(group, lambda h: h.run("docker swarm leave --force", sudo=True,
-                                                                     timeout=60)))
+            _, errors = split_results(fan_out(group, lambda h: swarm.leave(h, force=True)))
             for name, error in errors.items():
                 on_line(f"{name}: {error}")
         on_line("swarm dismantled; the hosts themselves are kept")
@@ -76,6 +75,6 @@ class ExistingBackend:
 
     def leftovers(self) -> list[str]:
         """Hosts still in a swarm (the hosts themselves are never removed)."""
-        infos, errors = split_results(fan_out(list(self._hosts().values()), swarm_info))
+        infos, errors = split_results(fan_out(list(self._hosts().values()), swarm.swarm_info))
         return [f"{name}: swarm membership unknown ({error})" for name, error in errors.items()] + \
             [f"{name}: still in a swarm ({info.state})" for name, info in infos.items() if info.state != "inactive"]
