@@ -51,7 +51,7 @@ class PingTrace:
     sender_rules: list[str] = field(default_factory=list)
     verdict: str = ""  # ok, same-host, not-encapsulated, path, receiver-firewall, no-reply, reply-lost, sender-firewall
     where: str = ""
-    explanation: str = ""
+    root_cause: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -157,7 +157,7 @@ def trace(target: Target, src: str, dst: str, count: int = 3) -> PingTrace:
         t.ping_output = r.out.strip()
         t.received = ping.parse(r).received or 0
         t.verdict, t.where = ("ok" if t.received else "same-host"), "sender"
-        t.explanation = "Both containers are on one host: no VXLAN is involved." + (
+        t.root_cause = "Both containers are on one host: no VXLAN is involved." + (
             "" if t.received else " The ping failed inside the host (bridge or container firewall).")
         return t
     jobs = []
@@ -203,7 +203,7 @@ def judge(t: PingTrace) -> None:
     s, d, port = t.src.host, t.dst.host, t.data_port
     if t.received and t.reply_arrived:
         t.verdict, t.where = "ok", ""
-        t.explanation = (f"The ping works: {t.echo_encapsulated} echo(s) left {s} in VXLAN (VNI {t.vni}, "
+        t.root_cause = (f"The ping works: {t.echo_encapsulated} echo(s) left {s} in VXLAN (VNI {t.vni}, "
                          f"network {t.network}), arrived on {d}, and the replies came back.")
     elif not t.echo_encapsulated:
         why = []
@@ -213,30 +213,30 @@ def judge(t: PingTrace) -> None:
         if not t.resolved:
             why.append(f"the name {t.dst.container} does not resolve in {t.src.container}")
         t.verdict, t.where = "not-encapsulated", "sender"
-        t.explanation = (f"The echo was never encapsulated on {s}: no VXLAN frame with it left {s}. "
+        t.root_cause = (f"The echo was never encapsulated on {s}: no VXLAN frame with it left {s}. "
                          + ("; ".join(why) + "." if why else f"Check the container's routes and {s}'s overlay."))
     elif not t.echo_arrived:
         t.verdict, t.where = "path", "path"
-        t.explanation = (f"The echo left {s} in VXLAN (UDP {port}) but never reached {d}'s interface: the network "
+        t.root_cause = (f"The echo left {s} in VXLAN (UDP {port}) but never reached {d}'s interface: the network "
                          f"between the hosts drops UDP {port}. Open UDP {port} from {t.src.host_ip} to "
                          f"{t.dst.host_ip}.")
     elif not t.reply_encapsulated:
         if t.receiver_rules:
             t.verdict, t.where = "receiver-firewall", "receiver"
-            t.explanation = (f"The echo reached {d}'s interface, and {d}'s firewall dropped it: "
+            t.root_cause = (f"The echo reached {d}'s interface, and {d}'s firewall dropped it: "
                              f"{'; '.join(t.receiver_rules)}. Allow UDP {port} from {t.src.host_ip}.")
         else:
             t.verdict, t.where = "no-reply", "receiver"
-            t.explanation = (f"The echo reached {d} but no reply was sent: {t.dst.container} did not answer "
+            t.root_cause = (f"The echo reached {d} but no reply was sent: {t.dst.container} did not answer "
                              "(its firewall, a wrong address or MTU), or the overlay on "
                              f"{d} did not deliver it.")
     elif not t.reply_arrived:
         t.verdict, t.where = "reply-lost", "path"
-        t.explanation = (f"{t.dst.container} replied, and the reply left {d} in VXLAN, but never reached {s}: "
+        t.root_cause = (f"{t.dst.container} replied, and the reply left {d} in VXLAN, but never reached {s}: "
                          f"UDP {port} from {t.dst.host_ip} to {t.src.host_ip} is dropped on the way back.")
     else:
         t.verdict, t.where = "sender-firewall", "sender"
-        t.explanation = (f"The reply reached {s}'s interface but not {t.src.container}: "
+        t.root_cause = (f"The reply reached {s}'s interface but not {t.src.container}: "
                          + ("; ".join(t.sender_rules) if t.sender_rules else f"{s}'s firewall or overlay") + ".")
 
 
@@ -250,6 +250,6 @@ def render(t: PingTrace) -> str:
         f"  reply left {t.dst.host}: {t.reply_encapsulated}  arrived {t.src.host}: {t.reply_arrived}",
         f"  ping received {t.received} replies",
         f"verdict: {t.verdict}" + (f" (where: {t.where})" if t.where else ""),
-        t.explanation,
+        t.root_cause,
     ]
     return "\n".join(lines)

@@ -391,7 +391,7 @@ def classify(p: Probe, ev: Evidence) -> Finding | None:
     return None
 
 
-# ---------------------------------------------------------------- explanation
+# ---------------------------------------------------------------- root cause
 
 PRIORITY = [
     "host-unreachable", "docker-down", "kernel-missing-vxlan", "advertise-addr-not-local",
