@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from . import validate
 from .errors import LabError
+from .runner import Result
 from .spec import HostSpec, LabSpec
-from .ssh import Host, Result, fan_out, raise_first
+from .ssh import Host, fan_out, raise_first
 
 
 @dataclass(frozen=True)

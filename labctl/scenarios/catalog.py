@@ -12,7 +12,7 @@ import json
 import shlex
 
 from .. import validate
-from ..ssh import Result
+from ..runner import Result
 from . import checks, parse
 from .checks import curl, inspect_lists_tasks, network_listed, network_not_listed, nginx_page, ping_ok
 from .engine import Check, Ctx, Fail, Scenario, Step

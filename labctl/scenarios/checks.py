@@ -7,7 +7,8 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable
 
-from ..ssh import Result, fan_out
+from ..runner import Result
+from ..ssh import fan_out
 from . import parse
 from .engine import Check, Ctx, Fail, Skip, StepResult
 

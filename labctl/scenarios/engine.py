@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import LabError
+from ..runner import Result
 from ..spec import LabSpec
-from ..ssh import Host, Result, fan_out
+from ..ssh import Host, fan_out
 from ..swarm import swarm_info
 from .images import ImageSet
 from .limits import Limits

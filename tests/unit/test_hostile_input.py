@@ -17,8 +17,9 @@ from diagnostics import collect, faults, runner
 from labctl import swarm, validate
 from labctl.backends import docker_host
 from labctl.errors import HostUnreachable, LabError, MissingToolError, UsageError
+from labctl.runner import Result
 from labctl.spec import build_spec
-from labctl.ssh import Endpoint, Host, Result
+from labctl.ssh import Endpoint, Host
 from tests.unit.test_cli_errors import labctl
 
 HOSTILE = ["x;touch /tmp/p", "$(touch /tmp/p)", "`touch /tmp/p`", "a b", "x|y", "x&&y", "-rf", "../x", "x\ny",
