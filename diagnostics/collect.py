@@ -8,7 +8,7 @@ from typing import Any
 from labctl import validate
 from labctl.errors import LabError
 from labctl.lab import Lab
-from labctl.ssh import Host, background, fan_out
+from labctl.ssh import Host, background, fan_out, split_results
 
 from . import firewall
 from .evidence import DEFAULT_DATA_PORT, SPORT_BASE, Evidence, HostFacts, Probe, plan_probes, read_captures
@@ -27,17 +27,15 @@ def gather_facts(lab: Lab, hosts: dict[str, Host]) -> dict[str, HostFacts]:
         data = run_json(host, "facts.py", {"peers": peers}, timeout=25)
         return HostFacts.from_json({**data, "name": host.name, "ip": me.ip, "role": me.role})
 
-    results = fan_out(list(hosts.values()), one)
+    read, failed = split_results(fan_out(list(hosts.values()), one))
     facts = {}
     for h in spec.hosts:
-        if h.name not in results:
-            continue
-        r = results[h.name]
-        if isinstance(r, BaseException):
-            msg = r.message if isinstance(r, LabError) else f"its facts could not be read ({type(r).__name__}: {r})"
+        if h.name in read:
+            facts[h.name] = read[h.name]
+        elif h.name in failed:
+            e = failed[h.name]
+            msg = e.message if isinstance(e, LabError) else f"its facts could not be read ({type(e).__name__}: {e})"
             facts[h.name] = HostFacts(name=h.name, ip=h.ip, role=h.role, reachable=False, error=msg)
-        else:
-            facts[h.name] = r
     return facts
 
 

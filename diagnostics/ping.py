@@ -14,7 +14,7 @@ from typing import Any
 from labctl import validate
 from labctl.errors import LabError, UsageError
 from labctl.lab import Lab
-from labctl.ssh import Host, fan_out
+from labctl.ssh import Host, fan_out, raise_first, split_results
 
 from . import firewall
 from .collect import data_port
@@ -74,7 +74,8 @@ def _find(lab: Lab, hosts: dict[str, Host], name: str) -> Endpoint:
             return {"malformed": f"{h.name}: `docker inspect {name}` printed {r.out.strip()[:120]!r}"}
 
     # a host that does not answer holds no container we can ping: the others are searched
-    looked = {n: r for n, r in fan_out(list(hosts.values()), look).items() if isinstance(r, dict)}
+    answers, _ = split_results(fan_out(list(hosts.values()), look))
+    looked = {n: r for n, r in answers.items() if r is not None}
     bad = [r["malformed"] for r in looked.values() if "malformed" in r]
     if bad:
         raise LabError(bad[0], hint="the host's docker answered in an unexpected shape: nothing was run with it")
@@ -113,13 +114,7 @@ def trace(lab: Lab, src: str, dst: str, count: int = 3) -> PingTrace:
     got = fan_out([sh, dh] if dh is not sh else [sh],
                   lambda h: HostFacts.from_json({**run_json(h, "facts.py", {"peers": [peers[h.name]]}),
                                                  "name": h.name, "ip": "", "role": ""}))
-    both: dict[str, HostFacts] = {}
-    for name, res in got.items():
-        if isinstance(res, LabError):
-            raise res
-        if isinstance(res, BaseException):
-            raise LabError(f"{name}: the host's facts could not be read ({type(res).__name__}: {res})")
-        both[name] = res
+    both = raise_first(got, what="reading the host's facts")
     facts = both[a.host]
     t.data_port = data_port({a.host: facts}) if facts.docker.get("data_path_port") else _swarm_port(lab, hosts)
     for o in facts.overlays:

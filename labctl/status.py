@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 
 from .errors import LabError
 from .lab import Lab
-from .ssh import Host, background, fan_out
+from .ssh import Host, background, fan_out, split_results
 from .swarm import NodeEntry, SwarmInfo, node_list
 
 PROBE = "docker version --format '{{.Server.Version}}' 2>/dev/null || echo; docker info --format '{{json .Swarm}}'"
@@ -48,10 +48,10 @@ def collect(lab: Lab, provider_states: dict[str, str] | None = None) -> list[Hos
         hosts = lab.hosts(connect_timeout=3)
     except LabError:
         hosts = {}
-    probes = fan_out(list(hosts.values()), _probe)
+    probes, unanswered = split_results(fan_out(list(hosts.values()), _probe))
     nodes: dict[str, NodeEntry] = {}
     manager_version = probes.get(spec.manager.name)
-    if isinstance(manager_version, tuple) and manager_version[1] and manager_version[1].is_manager:
+    if manager_version is not None and manager_version[1] and manager_version[1].is_manager:
         try:
             nodes = {n.node_id: n for n in node_list(hosts[spec.manager.name])}
         except LabError:
@@ -72,11 +72,11 @@ def collect(lab: Lab, provider_states: dict[str, str] | None = None) -> list[Hos
             ssh=f"{ep.user}@{ep.hostname}:{ep.port}" if ep else "-",
             docker="-", swarm_role="-", swarm_state="-", availability="-", advertise_addr="-", problem="",
         )
-        if isinstance(probe, BaseException) or probe is None:
+        if probe is None:
             if row.provider_state not in ("running", "unknown"):
                 row.problem = f"host is {row.provider_state.replace('_', ' ')}: `labctl up` brings it back"
             else:
-                row.problem = "does not answer SSH" if probe is not None else "no SSH endpoint"
+                row.problem = "does not answer SSH" if h.name in unanswered else "no SSH endpoint"
         else:
             version, info = probe
             row.docker = version or "not running"

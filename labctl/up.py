@@ -14,7 +14,7 @@ from . import node_image, provision, swarm
 from .errors import LabError
 from .lab import Lab
 from .providers import Choice
-from .ssh import Host, fan_out
+from .ssh import Host, fan_out, split_results
 from .ui import Step, phase
 
 # A phase: title and the work, which returns its one-line summary.
@@ -30,8 +30,8 @@ class UpResult:
 
 def reachable(hosts: dict[str, Host]) -> bool:
     """Do all hosts answer SSH now? (The fast path that spares Vagrant's seconds.)"""
-    results = fan_out(list(hosts.values()), lambda h: h.run("true", timeout=5).ok)
-    return all(r is True for r in results.values())
+    answered, failed = split_results(fan_out(list(hosts.values()), lambda h: h.run("true", timeout=5).ok))
+    return not failed and all(answered.values())
 
 
 class UpPipeline:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from ..errors import LabError
 from ..runner import Result
 from ..spec import LabSpec
-from ..ssh import Host, fan_out
+from ..ssh import Host, fan_out, split_results
 from ..swarm import swarm_info
 from .images import ImageSet
 from .limits import Limits
@@ -258,9 +258,9 @@ def run_step(step: Step, ctx: Ctx) -> StepResult | None:
 
 def daemons_down(ctx: Ctx) -> dict[str, str]:
     """Hosts whose dockerd does not answer, with why."""
-    results = fan_out(list(ctx.hosts.values()), swarm_info)
-    return {name: (r.message if isinstance(r, LabError) else str(r)).split(": ", 1)[-1]
-            for name, r in results.items() if isinstance(r, BaseException)}
+    _, errors = split_results(fan_out(list(ctx.hosts.values()), swarm_info))
+    return {name: (e.message if isinstance(e, LabError) else str(e)).split(": ", 1)[-1]
+            for name, e in errors.items()}
 
 
 def _hint(step: Step, ctx: Ctx, result: StepResult) -> str:
@@ -294,8 +294,8 @@ def snapshot(ctx: Ctx) -> dict[str, dict[str, str]]:
             if len(parts) >= 3:
                 items[f"{parts[0]} {parts[1]}"] = f"{parts[0]} {parts[2]}"
         return items
-    results = fan_out(list(ctx.hosts.values()), take)
-    return {name: r for name, r in results.items() if not isinstance(r, BaseException)}
+    taken, _ = split_results(fan_out(list(ctx.hosts.values()), take))
+    return taken
 
 
 def new_items(before: dict[str, dict[str, str]], after: dict[str, dict[str, str]]) -> list[str]:

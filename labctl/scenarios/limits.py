@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .. import validate
 from ..errors import LabError
-from ..ssh import Host, fan_out
+from ..ssh import Host, fan_out, raise_first
 
 IPVS_LOG_LINE = "Could not get ipvs family information"
 
@@ -108,11 +108,7 @@ def detect(hosts: dict[str, Host]) -> Limits:
     def probe(host: Host) -> tuple[dict[str, str | None], str, str]:
         return parse_all(host.run(PROBE, sudo=True, timeout=30).out)
     limits = Limits()
-    for name, found in fan_out(list(hosts.values()), probe).items():
-        if isinstance(found, LabError):
-            raise found
-        if isinstance(found, BaseException):
-            raise LabError(f"{name}: the kernel-limit probe failed ({type(found).__name__}: {found})")
+    for name, found in raise_first(fan_out(list(hosts.values()), probe), what="the kernel-limit probe").items():
         limits.missing_by_host[name], node, limits.swarm_states[name] = found
         # the node name goes into the scenarios' commands (--constraint node.hostname!=NAME)
         limits.node_names[name] = validate.hostname(node, reported_by=name) if node else name
