@@ -73,10 +73,6 @@ class CommandTimeout(LabError):
     """A command that did not finish by its deadline (it was ended)."""
 
 
-def display(argv: Sequence[str]) -> str:
-    return shlex.join(argv)
-
-
 def run_local(
     argv: Sequence[str],
     *,
@@ -97,7 +93,7 @@ def run_local(
     Never raises OSError or TimeoutExpired: a missing tool is a MissingToolError, a deadline
     a CommandTimeout."""
     argv = list(argv)
-    shown = shown or display(argv)
+    shown = shown or shlex.join(argv)
     tool = os.path.basename(argv[0])
     full_env = {**os.environ, **env} if env is not None else None
     if shutil.which(argv[0], path=(full_env or os.environ).get("PATH")) is None:
@@ -120,7 +116,10 @@ def run_local(
     except subprocess.TimeoutExpired:
         _end(proc)
         if on_line is None:
-            proc.communicate()  # what is left in the pipes, and they are closed
+            try:
+                proc.communicate(timeout=5)  # what is left in the pipes, and they are closed
+            except subprocess.TimeoutExpired:
+                pass  # a process that left the session still holds them: not waited for
         raise CommandTimeout(f"`{shorten(shown)}` did not finish within {timeout:g} s on this machine",
                              hint=HANG_HINTS.get(tool, "is this machine overloaded?")) from None
     except BaseException:  # Ctrl-C: the command is in a session of its own, so it is ended here

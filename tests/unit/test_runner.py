@@ -68,6 +68,13 @@ def test_a_deadline_ends_the_command_and_what_it_started(stream: bool, tmp_path:
     assert not marker.exists()
 
 
+def test_a_process_that_left_the_session_does_not_hold_up_the_deadline() -> None:
+    started = time.monotonic()
+    with pytest.raises(CommandTimeout):
+        run_local(["sh", "-c", "setsid sleep 8 & sleep 8"], timeout=0.5)
+    assert time.monotonic() - started < 7
+
+
 def test_a_deadline_message_names_the_shown_command_and_seconds() -> None:
     with pytest.raises(CommandTimeout) as exc:
         run_local(["sleep", "5"], timeout=1, shown="sleep <redacted>")
