@@ -9,7 +9,7 @@ from typing import Any
 from labctl import facts, validate
 from labctl.errors import LabError
 from labctl.spec import LabSpec
-from labctl.ssh import Host, background, fan_out
+from labctl.ssh import Host, background, fan_out, split_results
 
 from . import firewall
 from .evidence import DEFAULT_DATA_PORT, SPORT_BASE, Evidence, HostFacts, Probe, plan_probes, read_captures
@@ -68,17 +68,15 @@ def gather_facts(spec: LabSpec, hosts: dict[str, Host]) -> dict[str, HostFacts]:
         me = spec.host(host.name)
         return read_host(host, me.ip, me.role, [h.ip for h in spec.hosts if h.name != host.name])
 
-    results = fan_out(list(hosts.values()), one)
+    read, failed = split_results(fan_out(list(hosts.values()), one))
     found = {}
     for h in spec.hosts:
-        if h.name not in results:
-            continue
-        r = results[h.name]
-        if isinstance(r, BaseException):
-            msg = r.message if isinstance(r, LabError) else f"its facts could not be read ({type(r).__name__}: {r})"
+        if h.name in read:
+            found[h.name] = read[h.name]
+        elif h.name in failed:
+            e = failed[h.name]
+            msg = e.message if isinstance(e, LabError) else f"its facts could not be read ({type(e).__name__}: {e})"
             found[h.name] = HostFacts(name=h.name, ip=h.ip, role=h.role, reachable=False, error=msg)
-        else:
-            found[h.name] = r
     return found
 
 

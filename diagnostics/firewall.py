@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import shutil
-import subprocess
 from typing import Any
 
+from labctl.errors import LabError
 from labctl.facts import FirewallRule, parse_rules
+from labctl.runner import run_local
 
 from .evidence import Probe, RuleHit
 
@@ -42,13 +42,11 @@ def hits_from_saves(host: str, result: dict[str, Any]) -> list[RuleHit]:
 
 def local_counters() -> dict[str, FirewallRule]:
     """This machine's counters (the path between docker-provider nodes); empty when unreadable."""
-    if shutil.which("iptables-save") is None:
-        return {}
     try:
-        proc = subprocess.run(["iptables-save", "-c", "-t", "filter"], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
+        proc = run_local(["iptables-save", "-c", "-t", "filter"], timeout=5)
+    except LabError:  # not installed, or hung on the xtables lock
         return {}
-    return parse_rules(proc.stdout) if proc.returncode == 0 else {}
+    return parse_rules(proc.out) if proc.ok else {}
 
 
 def _opt(rule: str, *names: str) -> str | None:

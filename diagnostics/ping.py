@@ -14,7 +14,7 @@ from typing import Any
 from labctl import facts, validate
 from labctl.errors import LabError, UsageError
 from labctl.spec import LabSpec
-from labctl.ssh import Host, fan_out
+from labctl.ssh import Host, fan_out, split_results
 
 from . import firewall
 from .collect import data_port, read_host
@@ -75,7 +75,8 @@ def _find(spec: LabSpec, hosts: dict[str, Host], name: str) -> ContainerEnd:
             return {"malformed": f"{h.name}: `docker inspect {name}` printed {r.out.strip()[:120]!r}"}
 
     # a host that does not answer holds no container we can ping: the others are searched
-    looked = {n: r for n, r in fan_out(list(hosts.values()), look).items() if isinstance(r, dict)}
+    answers, _ = split_results(fan_out(list(hosts.values()), look))
+    looked = {n: r for n, r in answers.items() if r is not None}
     bad = [r["malformed"] for r in looked.values() if "malformed" in r]
     if bad:
         raise LabError(bad[0], hint="the host's docker answered in an unexpected shape: nothing was run with it")

@@ -10,14 +10,14 @@ import ipaddress
 import json
 import secrets
 import shlex
-import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import swarm, validate
-from .errors import LabError, MissingToolError, UsageError
+from .errors import LabError, UsageError
 from .lab import Lab
+from .runner import run_local
 from .state import write_private
 
 KINDS = ("block", "path-drop", "mtu", "docker-stop", "leave", "wrong-advertise")
@@ -127,18 +127,8 @@ def _sh(lab: Lab, host: str, cmd: str, timeout: float = 60) -> str:
 
 def _local(args: list[str], check: bool = True) -> int:
     """A command on this machine (iptables for path faults); its exit code."""
-    try:
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=30)
-    except FileNotFoundError:
-        raise MissingToolError(f"{args[0]} is not installed on this machine",
-                               hint="path faults change this machine's iptables: apt-get install iptables") from None
-    except subprocess.TimeoutExpired:
-        raise LabError(f"`{' '.join(args)}` did not finish within 30 s on this machine",
-                       hint="another program may hold the xtables lock") from None
-    if check and proc.returncode != 0:
-        raise LabError(f"`{' '.join(args)}` failed on this machine: {proc.stderr.strip()}",
-                       hint="path faults change this machine's iptables: run as root")
-    return proc.returncode
+    return run_local(args, timeout=30, check=check,
+                     hint="path faults change this machine's iptables: run as root").rc
 
 
 def _underlay(lab: Lab, host: str) -> str:

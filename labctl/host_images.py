@@ -19,13 +19,11 @@ def export(names: list[str], workdir: Path) -> Path:
         if Path(name).suffix in (".tar", ".gz") and not Path(name).exists():
             raise UsageError(f"tarball {name} does not exist")
         validate.image(name, hint="give local image names (alpine, nginx:1.27) or one `docker save` tarball")
-        if docker("image", "inspect", name).returncode != 0:
+        if not docker("image", "inspect", name).ok:
             raise UsageError(f"image {name} is not in this machine's Docker",
                              hint=f"`docker pull {name}` or build it first, or pass a `docker save` tarball")
     path = workdir / "images.tar"
-    proc = docker("save", "-o", str(path), *names, timeout=900)
-    if proc.returncode != 0:
-        raise LabError(f"`docker save` failed: {proc.stderr.strip()}")
+    docker("save", "-o", str(path), *names, timeout=900, check=True)
     return path
 
 

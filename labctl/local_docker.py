@@ -5,28 +5,16 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import shutil
-import subprocess
 from collections.abc import Callable
 
-from .errors import LabError, MissingToolError
+from .errors import LabError
+from .runner import Result, run_local
 from .spec import LabSpec
 
 
-def docker(*args: str, timeout: float = 60, check: bool = False) -> subprocess.CompletedProcess[str]:
-    if shutil.which("docker") is None:
-        raise MissingToolError("the docker client is not installed", hint="apt-get install docker.io")
-    try:
-        proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise LabError(f"`docker {' '.join(args)[:80]}` on this machine did not finish within {timeout:.0f} s",
-                       hint="is this machine's dockerd overloaded or hung? `docker info` checks it") from None
-    except OSError as exc:
-        raise MissingToolError(f"the docker client cannot run here: {exc.strerror or exc}",
-                               hint="apt-get install docker.io") from None
-    if check and proc.returncode != 0:
-        raise LabError(f"`docker {' '.join(args)}` failed: {proc.stderr.strip() or proc.stdout.strip()}")
-    return proc
+def docker(*args: str, timeout: float = 60, check: bool = False) -> Result:
+    """This machine's docker client; see `run_local` for its errors."""
+    return run_local(["docker", *args], timeout=timeout, check=check)
 
 
 def daemon_version() -> str | None:
@@ -35,18 +23,18 @@ def daemon_version() -> str | None:
         proc = docker("version", "--format", "{{.Server.Version}}", timeout=10)
     except LabError:  # no client, or a daemon that does not answer in time
         return None
-    return proc.stdout.strip() if proc.returncode == 0 else None
+    return proc.out.strip() if proc.ok else None
 
 
 def ensure_network(spec: LabSpec) -> None:
     """The lab's private network: a docker bridge with the lab's subnet, made once."""
     name = spec.docker_network
     proc = docker("network", "inspect", name)
-    if proc.returncode == 0:
+    if proc.ok:
         try:
-            configs = json.loads(proc.stdout)[0].get("IPAM", {}).get("Config") or []
+            configs = json.loads(proc.out)[0].get("IPAM", {}).get("Config") or []
         except (ValueError, LookupError, AttributeError):
-            raise LabError(f"`docker network inspect {name}` printed no network: {proc.stdout[:200]!r}") from None
+            raise LabError(f"`docker network inspect {name}` printed no network: {proc.out[:200]!r}") from None
         subnets = {c.get("Subnet") for c in configs}
         if spec.subnet not in subnets:
             raise LabError(
@@ -57,8 +45,8 @@ def ensure_network(spec: LabSpec) -> None:
     gateway = str(ipaddress.ip_network(spec.subnet).network_address + 1)
     proc = docker("network", "create", "--driver", "bridge", "--subnet", spec.subnet, "--gateway", gateway,
                   "--label", f"labctl.lab={spec.name}", name)
-    if proc.returncode != 0:
-        err = proc.stderr.strip()
+    if not proc.ok:
+        err = proc.err.strip()
         hint = "another lab or docker network uses this subnet: pick another with --subnet" \
             if "overlap" in err.lower() else None
         raise LabError(f"cannot create docker network {name} ({spec.subnet}): {err}", hint=hint)
@@ -67,34 +55,34 @@ def ensure_network(spec: LabSpec) -> None:
 def bridge_name(network: str) -> str:
     """The Linux bridge of a docker bridge network on this machine (br-<short id>)."""
     proc = docker("network", "inspect", "--format", "{{.Id}}", network, timeout=30)
-    if proc.returncode != 0:
+    if not proc.ok:
         raise LabError(f"docker network {network} not found on this machine", hint="`labctl up`")
-    return "br-" + proc.stdout.strip()[:12]
+    return "br-" + proc.out.strip()[:12]
 
 
 def remove_lab_leftovers(lab: str, on_line: Callable[[str], None]) -> None:
     """Containers (with their anonymous volumes) and networks labelled as this lab's."""
     label = f"label=labctl.lab={lab}"
-    ids = docker("ps", "-aq", "--filter", label).stdout.split()
+    ids = docker("ps", "-aq", "--filter", label).out.split()
     if ids:
         on_line(f"removing {len(ids)} leftover container(s) of lab {lab}")
         docker("rm", "-f", "-v", *ids, check=True)
-    for net in docker("network", "ls", "-q", "--filter", label).stdout.split():
+    for net in docker("network", "ls", "-q", "--filter", label).out.split():
         docker("network", "rm", net, check=True)
 
 
 def lab_leftovers(lab: str) -> list[str]:
     """Containers and networks labelled as this lab's that still exist."""
     label = f"label=labctl.lab={lab}"
-    names = docker("ps", "-a", "--filter", label, "--format", "{{.Names}}").stdout.split()
-    nets = docker("network", "ls", "--filter", label, "--format", "{{.Name}}").stdout.split()
+    names = docker("ps", "-a", "--filter", label, "--format", "{{.Names}}").out.split()
+    nets = docker("network", "ls", "--filter", label, "--format", "{{.Name}}").out.split()
     return [f"container {n}" for n in names] + [f"docker network {n}" for n in nets]
 
 
 def remove_untracked_nodes(lab: str, tracked: set[str], on_line: Callable[[str], None]) -> None:
     """Remove this lab's node containers whose IDs Vagrant has not recorded."""
     proc = docker("ps", "-aq", "--no-trunc", "--filter", f"label=labctl.lab={lab}")
-    orphans = [cid for cid in proc.stdout.split() if cid not in tracked]
+    orphans = [cid for cid in proc.out.split() if cid not in tracked]
     if orphans:
         on_line(f"removing {len(orphans)} container(s) an interrupted run left behind")
         docker("rm", "-f", "-v", *orphans, check=True)

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 from .errors import LabError, UsageError
 from .local_docker import docker
 from .paths import provision_dir
+from .runner import run_local
 
 BASE_IMAGE = "debian:bookworm"
 METHODS = ("auto", "dockerfile", "debootstrap")
+BUILD_TIMEOUT = 3600.0  # debootstrap over a slow mirror takes long; a hung build does not take forever
 
 
 def present(image: str) -> bool:
-    return docker("image", "inspect", image).returncode == 0
+    return docker("image", "inspect", image).ok
 
 
 def node_image_dir() -> Path:
@@ -24,24 +25,9 @@ def node_image_dir() -> Path:
 
 def _pulled(image: str) -> bool:
     try:
-        return docker("pull", image, timeout=300).returncode == 0
+        return docker("pull", image, timeout=300).ok
     except LabError:  # a pull that hangs: no registry to speak of
         return False
-
-
-def _stream(cmd: list[str], on_line: Callable[[str], None]) -> tuple[int, list[str]]:
-    lines: list[str] = []
-    try:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                cwd=node_image_dir())
-    except OSError as exc:
-        raise LabError(f"cannot run {cmd[0]}: {exc.strerror or exc}") from None
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.append(line.rstrip())
-        if line.strip():
-            on_line(line.strip())
-    return proc.wait(), lines
 
 
 def build(image: str, method: str, on_line: Callable[[str], None]) -> str:
@@ -57,9 +43,15 @@ def build(image: str, method: str, on_line: Callable[[str], None]) -> str:
         cmd = ["docker", "build", "-t", image, str(node_image_dir())]
     else:
         cmd = ["sh", str(node_image_dir() / "build-offline.sh"), image]
-    rc, lines = _stream(cmd, on_line)
-    if rc != 0:
-        tail = " / ".join(line for line in lines[-3:] if line)
+    seen: list[str] = []  # both outputs in the order they came (docker build reports on stderr)
+
+    def show(line: str) -> None:
+        seen.append(line)
+        on_line(line)
+
+    result = run_local(cmd, timeout=BUILD_TIMEOUT, cwd=node_image_dir(), on_line=show)
+    if not result.ok:
+        tail = " / ".join(seen[-3:])
         hint = "debootstrap needs root and Debian's package mirror" if method == "debootstrap" else None
-        raise LabError(f"building node image {image} with {method} failed (exit {rc}): {tail}", hint=hint)
+        raise LabError(f"building node image {image} with {method} failed (exit {result.rc}): {tail}", hint=hint)
     return method

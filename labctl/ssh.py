@@ -23,6 +23,7 @@ import paramiko
 
 from . import validate
 from .errors import HostUnreachable, LabError
+from .runner import CommandTimeout, Result, RunError, shorten
 
 logging.getLogger("paramiko").setLevel(logging.CRITICAL)
 
@@ -54,25 +55,6 @@ class Endpoint:
     @property
     def address(self) -> str:
         return f"{self.hostname}:{self.port}"
-
-
-@dataclass
-class Result:
-    rc: int
-    out: str
-    err: str
-
-    @property
-    def ok(self) -> bool:
-        return self.rc == 0
-
-    def tail(self, lines: int = 6) -> str:
-        text = (self.err.strip() or self.out.strip()).splitlines()
-        return "\n".join(text[-lines:])
-
-
-class CommandTimeout(LabError):
-    pass
 
 
 class _AcceptVagrantKeys(paramiko.MissingHostKeyPolicy):
@@ -237,8 +219,12 @@ class Host:
         timeout: float = 120.0,
         check: bool = False,
         on_line: Callable[[str], None] | None = None,
+        shown: str | None = None,
     ) -> Result:
-        """Run a shell command; a deadline ends it, output is drained as it comes."""
+        """Run a shell command; a deadline ends it, output is drained as it comes.
+        With check=True a failed command is a RunError; `shown` is how errors name the
+        command (give one without secrets when the command holds any)."""
+        shown = shown or command
         if sudo:
             command = "sudo -n sh -c " + shlex.quote(command)
         try:
@@ -279,7 +265,7 @@ class Host:
                     break
                 if time.monotonic() > deadline:
                     raise CommandTimeout(
-                        f"{self.name}: `{_shorten(command)}` did not finish within {timeout:.0f} s",
+                        f"{self.name}: `{shorten(shown)}` did not finish within {timeout:.0f} s",
                         hint="the host may be overloaded or a service it needs is down",
                     )
                 if not got:
@@ -291,7 +277,7 @@ class Host:
             channel.close()
         result = Result(rc, out.decode(errors="replace"), err.decode(errors="replace"))
         if check and not result.ok:
-            raise LabError(f"{self.name}: `{_shorten(command)}` failed (exit {rc}): {result.tail(3)}")
+            raise RunError(self.name, shown, rc, result.tail(3))
         return result
 
     def abort(self) -> None:
@@ -306,11 +292,6 @@ class Host:
             if self._client is not None:
                 self._client.close()
                 self._client = None
-
-
-def _shorten(command: str, width: int = 80) -> str:
-    command = " ".join(command.split())
-    return command if len(command) <= width else command[: width - 3] + "..."
 
 
 def background(work: Callable[[], T]) -> Future[T]:
@@ -352,25 +333,35 @@ def fan_out(hosts: Iterable[Host], work: Callable[[Host], T]) -> dict[str, T | B
 
 
 def split_results(results: dict[str, T | BaseException]) -> tuple[dict[str, T], dict[str, BaseException]]:
-    """A fan-out's values and errors, each by host name."""
-    values = {name: r for name, r in results.items() if not isinstance(r, BaseException)}
-    errors = {name: r for name, r in results.items() if isinstance(r, BaseException)}
+    """A fan-out's results sorted into the hosts' values and the hosts' errors, each by name
+    (for callers that go on without the hosts that failed)."""
+    values: dict[str, T] = {}
+    errors: dict[str, BaseException] = {}
+    for name, result in results.items():
+        if isinstance(result, BaseException):
+            errors[name] = result
+        else:
+            values[name] = result
     return values, errors
+
+
+def raise_first(results: dict[str, T | BaseException], what: str | None = None) -> dict[str, T]:
+    """The hosts' values of a fan-out, or the first host's error (all failed hosts named).
+    With `what` ("the kernel-limit probe"), an error that is not a LabError becomes one
+    saying that `what` failed on that host."""
+    values, errors = split_results(results)
+    if not errors:
+        return values
+    name, first = next(iter(errors.items()))
+    if what is not None and not isinstance(first, LabError):
+        raise LabError(f"{name}: {what} failed ({type(first).__name__}: {first})") from first
+    if len(errors) > 1 and isinstance(first, LabError):
+        raise LabError(f"{first.message} (failed on: {', '.join(errors)})", hint=first.hint,
+                       exit_code=first.exit_code) from first
+    raise first
 
 
 def all_answer(hosts: dict[str, Host], timeout: float = 5) -> bool:
     """Do all hosts answer SSH now?"""
     values, errors = split_results(fan_out(list(hosts.values()), lambda h: h.run("true", timeout=timeout).ok))
     return not errors and all(values.values())
-
-
-def raise_first(results: dict[str, T | BaseException]) -> dict[str, T]:
-    """Results of a fan-out, or the first host's error (all errors named)."""
-    errors = {name: r for name, r in results.items() if isinstance(r, BaseException)}
-    if errors:
-        first = next(iter(errors.values()))
-        if len(errors) > 1 and isinstance(first, LabError):
-            names = ", ".join(errors)
-            raise LabError(f"{first.message} (failed on: {names})", hint=first.hint, exit_code=first.exit_code)
-        raise first
-    return {name: r for name, r in results.items() if not isinstance(r, BaseException)}

@@ -10,7 +10,7 @@ from . import facts
 from .errors import LabError
 from .facts import NodeEntry, SwarmInfo
 from .lab import Lab
-from .ssh import Host, background, fan_out
+from .ssh import Host, background, fan_out, split_results
 
 
 @dataclass
@@ -48,10 +48,10 @@ def collect(lab: Lab, provider_states: dict[str, str] | None = None) -> list[Hos
         hosts = lab.hosts(connect_timeout=3)
     except LabError:
         hosts = {}
-    probes = fan_out(list(hosts.values()), lambda h: _probe(h, h.name == spec.manager.name))
+    probes, unanswered = split_results(fan_out(list(hosts.values()), lambda h: _probe(h, h.name == spec.manager.name)))
     nodes: dict[str, NodeEntry] = {}
     manager_probe = probes.get(spec.manager.name)
-    if isinstance(manager_probe, tuple) and manager_probe[1] and manager_probe[1].is_manager:
+    if manager_probe is not None and manager_probe[1] and manager_probe[1].is_manager:
         nodes = {n.node_id: n for n in manager_probe[2] or []}
     if states_future is not None:
         try:
@@ -69,11 +69,11 @@ def collect(lab: Lab, provider_states: dict[str, str] | None = None) -> list[Hos
             ssh=f"{ep.user}@{ep.hostname}:{ep.port}" if ep else "-",
             docker="-", swarm_role="-", swarm_state="-", availability="-", advertise_addr="-", problem="",
         )
-        if isinstance(probe, BaseException) or probe is None:
+        if probe is None:
             if row.provider_state not in ("running", "unknown"):
                 row.problem = f"host is {row.provider_state.replace('_', ' ')}: `labctl up` brings it back"
             else:
-                row.problem = "does not answer SSH" if probe is not None else "no SSH endpoint"
+                row.problem = "does not answer SSH" if h.name in unanswered else "no SSH endpoint"
         else:
             version, info, _ = probe
             row.docker = version or "not running"

@@ -14,8 +14,9 @@ import time
 from . import facts
 from .errors import LabError
 from .facts import NodeEntry, SwarmInfo
+from .runner import Result
 from .spec import HostSpec, LabSpec
-from .ssh import Host, Result, fan_out, raise_first
+from .ssh import Host, fan_out, raise_first
 
 
 def swarm_info(host: Host) -> SwarmInfo:

@@ -13,6 +13,7 @@ import vagrant
 from .. import local_docker, node_image
 from ..errors import LabError, MissingToolError
 from ..paths import vagrantfile_dir
+from ..runner import Result, run_local
 from ..spec import LabSpec
 from ..ssh import Endpoint, all_answer
 from ..sshconfig import parse_ssh_config
@@ -30,18 +31,19 @@ def require_vagrant() -> str:
     return path
 
 
-def _run(*cmd: str, timeout: float = 8) -> subprocess.CompletedProcess[str] | None:
+def _answers(*cmd: str, timeout: float = 8) -> Result | None:
+    """A probe's command, or None when it cannot run or hangs."""
     try:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired):
+        return run_local(cmd, timeout=timeout)
+    except LabError:
         return None
 
 
 def probe_virtualbox() -> str | None:
     if shutil.which("VBoxManage") is None:
         return "VBoxManage not found"
-    proc = _run("VBoxManage", "list", "hostonlyifs")
-    if proc is None or proc.returncode != 0:
+    proc = _answers("VBoxManage", "list", "hostonlyifs")
+    if proc is None or not proc.ok:
         return "VBoxManage does not answer (is the vboxdrv kernel module loaded?)"
     return None
 
@@ -49,11 +51,11 @@ def probe_virtualbox() -> str | None:
 def probe_libvirt() -> str | None:
     if shutil.which("virsh") is None:
         return "virsh not found (libvirt is not installed)"
-    proc = _run("virsh", "-c", "qemu:///system", "domcapabilities", "--virttype", "kvm")
-    if proc is None or proc.returncode != 0:
+    proc = _answers("virsh", "-c", "qemu:///system", "domcapabilities", "--virttype", "kvm")
+    if proc is None or not proc.ok:
         return "libvirtd with KVM does not answer on qemu:///system"
-    proc = _run("vagrant", "plugin", "list", timeout=20)
-    if proc is None or "vagrant-libvirt" not in proc.stdout:
+    proc = _answers("vagrant", "plugin", "list", timeout=20)
+    if proc is None or "vagrant-libvirt" not in proc.out:
         return "the vagrant-libvirt plugin is not installed"
     return None
 

@@ -12,8 +12,8 @@ import json
 import shlex
 
 from .. import facts, validate
+from ..runner import Result
 from ..spec import LabSpec
-from ..ssh import Result
 from . import checks, parse
 from .checks import curl, inspect_lists_tasks, network_listed, network_not_listed, nginx_page, ping_ok
 from .engine import Check, Ctx, Fail, Made, Scenario, Step

@@ -8,7 +8,8 @@ import shlex
 from collections.abc import Callable
 
 from .. import facts
-from ..ssh import Result, fan_out
+from ..runner import Result
+from ..ssh import fan_out, split_results
 from . import parse
 from .engine import Check, Ctx, Fail, Skip, StepResult
 
@@ -28,8 +29,9 @@ def local_tasks(ctx: Ctx, host: str, service: str) -> list[str]:
 
 def task_hosts(ctx: Ctx, service: str) -> dict[str, list[str]]:
     """Every host's running task containers of `service`."""
-    found = fan_out([ctx.hosts[h] for h in ctx.all_hosts], lambda h: local_tasks(ctx, h.name, service))
-    return {h: r for h, r in found.items() if not isinstance(r, BaseException)}
+    found, _ = split_results(fan_out([ctx.hosts[h] for h in ctx.all_hosts],
+                                     lambda h: local_tasks(ctx, h.name, service)))
+    return found
 
 
 SWARM_PORTS = (2377, 7946, 4789)

@@ -17,8 +17,9 @@ from typing import Any, Literal
 
 from .. import facts
 from ..errors import LabError
+from ..runner import Result
 from ..spec import LabSpec
-from ..ssh import Host, Result, fan_out
+from ..ssh import Host, fan_out, split_results
 from .images import ImageSet
 from .limits import Limits
 
@@ -283,11 +284,10 @@ def run_step(step: Step, ctx: Ctx) -> StepResult | None:
 
 def daemons_down(hosts: dict[str, Host]) -> dict[str, str]:
     """Hosts whose dockerd does not answer, with why."""
-    results = fan_out(list(hosts.values()), lambda h: facts.read(h, facts.DockerInfo()))
-    down = {name: (r.message if isinstance(r, LabError) else str(r)).split(": ", 1)[-1]
-            for name, r in results.items() if isinstance(r, BaseException)}
-    down.update({name: f"dockerd does not answer: {r.error}"
-                 for name, r in results.items() if isinstance(r, facts.DockerState) and not r.running})
+    values, errors = split_results(fan_out(list(hosts.values()), lambda h: facts.read(h, facts.DockerInfo())))
+    down = {name: (e.message if isinstance(e, LabError) else str(e)).split(": ", 1)[-1] for name, e in errors.items()}
+    down.update({name: f"dockerd does not answer: {state.error}"
+                 for name, state in values.items() if not state.running})
     return down
 
 
@@ -322,8 +322,8 @@ def snapshot(hosts: dict[str, Host]) -> dict[str, dict[str, str]]:
             if len(parts) >= 3:
                 items[f"{parts[0]} {parts[1]}"] = f"{parts[0]} {parts[2]}"
         return items
-    results = fan_out(list(hosts.values()), take)
-    return {name: r for name, r in results.items() if not isinstance(r, BaseException)}
+    taken, _ = split_results(fan_out(list(hosts.values()), take))
+    return taken
 
 
 def new_items(before: dict[str, dict[str, str]], after: dict[str, dict[str, str]]) -> list[str]:

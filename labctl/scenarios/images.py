@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,6 +13,7 @@ from .. import host_images, validate
 from ..errors import LabError, UsageError
 from ..local_docker import docker
 from ..paths import provision_dir
+from ..runner import run_local
 from ..ssh import Host, fan_out, raise_first
 
 REGISTRY_SET = ("alpine", "nginx")
@@ -91,16 +91,13 @@ def _offline(hosts: dict[str, Host], names: tuple[str, str], reason: str, say: C
     lacking = [hosts[n] for n, ok in raise_first(fan_out(list(hosts.values()), lambda h: _present(h, names))).items()
                if not ok]
     if lacking:
-        missing_here = [n for n in names if docker("image", "inspect", n).returncode != 0]
+        missing_here = [n for n in names if not docker("image", "inspect", n).ok]
         build_script = provision_dir() / "lab-images" / "build.sh"
         if missing_here and names == OFFLINE_SET:
             say(f"building the offline image set on this machine ({build_script.name}, about a minute)")
-            build = subprocess.run(["sh", str(build_script)], capture_output=True, text=True, timeout=1200)
-            if build.returncode != 0:
-                detail = (build.stderr or build.stdout).strip()[-300:]
-                raise LabError(f"building the offline image set failed: {detail}",
-                               hint=f"run `sh {build_script}` by hand (needs root, debootstrap, busybox-static)")
-            missing_here = [n for n in names if docker("image", "inspect", n).returncode != 0]
+            run_local(["sh", str(build_script)], timeout=1200, check=True,
+                      hint=f"run `sh {build_script}` by hand (needs root, debootstrap, busybox-static)")
+            missing_here = [n for n in names if not docker("image", "inspect", n).ok]
         if missing_here:
             raise LabError(
                 f"{', '.join(h.name for h in lacking)} lack {', '.join(names)}, and this machine's Docker "

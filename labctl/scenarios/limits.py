@@ -13,7 +13,7 @@ from typing import Any
 
 from .. import facts, validate
 from ..errors import LabError
-from ..ssh import Host, fan_out
+from ..ssh import Host, fan_out, raise_first
 
 # One round trip per host.
 PROBE: tuple[facts.Fact[Any], ...] = (facts.DockerInfo(), facts.IpvsSupport(), facts.EspSupport(), facts.Internet())
@@ -77,11 +77,7 @@ def detect(hosts: dict[str, Host]) -> Limits:
         found = missing(readings[facts.IpvsSupport()], readings[facts.EspSupport()], readings[facts.Internet()])
         return found, docker.name, docker.swarm.state if docker.running else "no-dockerd"
     limits = Limits()
-    for name, found in fan_out(list(hosts.values()), probe).items():
-        if isinstance(found, LabError):
-            raise found
-        if isinstance(found, BaseException):
-            raise LabError(f"{name}: the kernel-limit probe failed ({type(found).__name__}: {found})")
+    for name, found in raise_first(fan_out(list(hosts.values()), probe), what="the kernel-limit probe").items():
         limits.missing_by_host[name], node, limits.swarm_states[name] = found
         # the node name goes into the scenarios' commands (--constraint node.hostname!=NAME)
         limits.node_names[name] = validate.hostname(node, reported_by=name) if node else name

@@ -4,7 +4,6 @@ with one line and a documented exit code; nothing built from it runs anywhere.""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,8 +15,9 @@ import pytest
 from diagnostics import collect, runner
 from labctl import faults, local_docker, swarm, validate
 from labctl.errors import HostUnreachable, LabError, MissingToolError, UsageError
+from labctl.runner import Result, run_local
 from labctl.spec import build_spec
-from labctl.ssh import Endpoint, Host, Result
+from labctl.ssh import Endpoint, Host
 from tests.unit.test_cli_errors import labctl
 from tests.unit.test_facts import FACTS
 
@@ -262,15 +262,19 @@ def test_facts_of_the_wrong_shape_make_the_host_a_finding() -> None:
 
 # --- this machine: tools that are missing or hang ------------------------------------------
 
-def test_a_local_docker_timeout_is_a_lab_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    def hang(*args: Any, **kw: Any) -> Any:
-        raise subprocess.TimeoutExpired(args[0], kw.get("timeout", 0))
-
-    monkeypatch.setattr(local_docker.shutil, "which", lambda _: "/usr/bin/docker")
-    monkeypatch.setattr(local_docker.subprocess, "run", hang)
+def test_a_local_docker_timeout_is_a_lab_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    fake = tmp_path / "docker"
+    fake.write_text("#!/bin/sh\nexec sleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
     with pytest.raises(LabError) as exc:
         local_docker.docker("network", "inspect", "x", timeout=3)
     assert "did not finish within 3 s" in exc.value.message
+
+    def sooner(argv: list[str], *, timeout: float, **kw: Any) -> Any:
+        return run_local(argv, timeout=min(timeout, 0.5), **kw)
+
+    monkeypatch.setattr(local_docker, "run_local", sooner)
     assert local_docker.daemon_version() is None
 
 

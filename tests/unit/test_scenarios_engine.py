@@ -7,12 +7,12 @@ from collections.abc import Callable
 
 import pytest
 
+from labctl.runner import Result
 from labctl.scenarios import catalog, checks
 from labctl.scenarios.engine import Ctx, Fail, Made, Printer, Scenario, Step, run_scenario, run_step
 from labctl.scenarios.images import ImageSet
 from labctl.scenarios.limits import Limits
 from labctl.spec import build_spec
-from labctl.ssh import Result
 
 
 class FakeHost:

@@ -9,8 +9,8 @@ import pytest
 
 from labctl import swarm
 from labctl.errors import LabError
+from labctl.runner import Result
 from labctl.spec import build_spec
-from labctl.ssh import Result
 
 SPEC = build_spec({})
 TOKEN = "SWMTKN-1-0123456789abcdef-secret"
