@@ -17,6 +17,7 @@ from .facts import NodeEntry, SwarmInfo
 from .runner import Result
 from .spec import HostSpec, LabSpec
 from .ssh import Host, fan_out, raise_first
+from .wait import WaitTimeout, wait_until
 
 
 def swarm_info(host: Host) -> SwarmInfo:
@@ -111,12 +112,32 @@ def join_worker(worker: Host, spec: HostSpec, manager_ip: str, token: str,
         note = f" (left its stale swarm membership: {info.state}, {info.node_addr or 'no address'})"
     result = worker.run(JOIN_COMMAND, sudo=True, stdin=join_request(spec, manager_ip, token, addr), timeout=120)
     error = api_error(result)
+    if JOIN_GOES_ON in error:
+        # dockerd gave up waiting after 20 s but keeps joining (a slow or busy manager): wait for it.
+        error = _joined_in_background(worker)
     if error:
         raise LabError(
             f"{worker.name} could not join the swarm at {manager_ip}:2377: {mask(error, token)}",
             hint=f"`labctl diagnose {worker.name}` checks the ports the swarm needs",
         )
     return f"joined, advertising {addr}{note}"
+
+
+JOIN_GOES_ON = "will continue in the background"
+BACKGROUND_JOIN_TIMEOUT = 90.0
+
+
+def _joined_in_background(worker: Host) -> str:
+    """Wait for a join dockerd goes on with in the background: "" once the worker is an
+    active node, else why not."""
+    def settled() -> SwarmInfo | None:
+        info = swarm_info(worker)
+        return info if info.state in ("active", "error", "inactive") else None
+    try:
+        info = wait_until(settled, BACKGROUND_JOIN_TIMEOUT, f"{worker.name} joining the swarm", interval=1.0)
+    except WaitTimeout as exc:
+        return str(exc)
+    return "" if info.state == "active" else f"the join ended {info.state}: {info.error or 'no reason given'}"
 
 
 def mask(text: str, token: str) -> str:

@@ -166,3 +166,47 @@ def test_node_inspect_parsing() -> None:
                         "ManagerStatus": {"Leader": True}}])
     (entry,) = swarm.NodeEntry.parse_inspect(text)
     assert entry.leader and entry.role == "manager" and entry.addr == "192.168.56.10"
+
+
+class SlowJoin(FakeHost):
+    """dockerd answers the join after its 20 s with "continues in the background", then its
+    `docker info` says pending for a while, then `then`."""
+
+    def __init__(self, then: str, pending_reads: int = 2) -> None:
+        super().__init__("worker-1")
+        self.then, self.pending = then, pending_reads
+        self.joined = False
+
+    def run(self, command: str, **kw: object) -> Result:  # type: ignore[override]
+        self.calls.append((command, kw.get("stdin")))  # type: ignore[arg-type]
+        if "/swarm/join" in command:
+            self.joined = True
+            message = ("Timeout was reached before node joined. The attempt to join the swarm will continue "
+                       "in the background. Use the \"docker info\" command to see the current swarm status.")
+            return Result(0, json.dumps({"message": message}) + "\n503", "")
+        if not self.joined:
+            return docker_info(info_json("inactive"))
+        self.pending -= 1
+        return docker_info(info_json("pending" if self.pending >= 0 else self.then, "w1", "192.168.56.11"))
+
+
+def test_a_join_that_goes_on_in_the_background_is_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    worker = SlowJoin("active")
+    summary = swarm.join_worker(worker, SPEC.host("worker-1"), SPEC.manager.ip, TOKEN)  # type: ignore[arg-type]
+    assert summary == "joined, advertising 192.168.56.11"
+    assert sum("docker info" in c for c in worker.commands()) == 1 + 3  # before, pending twice, active
+
+
+def test_a_background_join_that_ends_in_error_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    worker = SlowJoin("error")
+    with pytest.raises(LabError) as err:
+        swarm.join_worker(worker, SPEC.host("worker-1"), SPEC.manager.ip, TOKEN)  # type: ignore[arg-type]
+    assert err.value.message == ("worker-1 could not join the swarm at 192.168.56.10:2377: "
+                                 "the join ended error: no reason given")
+
+
+def test_a_background_join_that_never_settles_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(swarm, "BACKGROUND_JOIN_TIMEOUT", 0.3)
+    worker = SlowJoin("active", pending_reads=10**6)
+    with pytest.raises(LabError, match=r"worker-1 joining the swarm: not so after 0\.3 s"):
+        swarm.join_worker(worker, SPEC.host("worker-1"), SPEC.manager.ip, TOKEN)  # type: ignore[arg-type]
