@@ -137,7 +137,9 @@ def _joined_in_background(worker: Host) -> str:
         info = wait_until(settled, BACKGROUND_JOIN_TIMEOUT, f"{worker.name} joining the swarm", interval=1.0)
     except WaitTimeout as exc:
         return str(exc)
-    return "" if info.state == "active" else f"the join ended {info.state}: {info.error or 'no reason given'}"
+    if info is None or info.state == "active":  # (wait_until returns only a settled state)
+        return ""
+    return f"the join ended {info.state}: {info.error or 'no reason given'}"
 
 
 def mask(text: str, token: str) -> str:
