@@ -110,17 +110,35 @@ def join_worker(worker: Host, spec: HostSpec, manager_ip: str, token: str,
     if info.state != "inactive":
         leave(worker, force=True)
         note = f" (left its stale swarm membership: {info.state}, {info.node_addr or 'no address'})"
-    result = worker.run(JOIN_COMMAND, sudo=True, stdin=join_request(spec, manager_ip, token, addr), timeout=120)
-    error = api_error(result)
-    if JOIN_GOES_ON in error:
-        # dockerd gave up waiting after 20 s but keeps joining (a slow or busy manager): wait for it.
-        error = _joined_in_background(worker)
+    for attempt in range(1, JOIN_ATTEMPTS + 1):
+        error = _join_once(worker, join_request(spec, manager_ip, token, addr))
+        if not error or not transient(error) or attempt == JOIN_ATTEMPTS:
+            break
+        leave(worker, force=True)  # a join that timed out can leave the node pending or in error
     if error:
         raise LabError(
             f"{worker.name} could not join the swarm at {manager_ip}:2377: {mask(error, token)}",
             hint=f"`labctl diagnose {worker.name}` checks the ports the swarm needs",
         )
-    return f"joined, advertising {addr}{note}"
+    return f"joined, advertising {addr}{note}" + (f" (attempt {attempt})" if attempt > 1 else "")
+
+
+JOIN_ATTEMPTS = 3
+# What a busy or slow manager makes a join fail with; worth another try.
+TRANSIENT = ("DeadlineExceeded", "context deadline exceeded", "not so after", "i/o timeout")
+
+
+def transient(error: str) -> bool:
+    return any(marker in error for marker in TRANSIENT)
+
+
+def _join_once(worker: Host, body: bytes) -> str:
+    """One join through the Engine API: "" once joined, else why not."""
+    error = api_error(worker.run(JOIN_COMMAND, sudo=True, stdin=body, timeout=120))
+    if JOIN_GOES_ON in error:
+        # dockerd gave up waiting after 20 s but keeps joining (a slow or busy manager): wait for it.
+        error = _joined_in_background(worker)
+    return error
 
 
 JOIN_GOES_ON = "will continue in the background"

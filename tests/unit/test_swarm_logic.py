@@ -210,3 +210,45 @@ def test_a_background_join_that_never_settles_times_out(monkeypatch: pytest.Monk
     worker = SlowJoin("active", pending_reads=10**6)
     with pytest.raises(LabError, match=r"worker-1 joining the swarm: not so after 0\.3 s"):
         swarm.join_worker(worker, SPEC.host("worker-1"), SPEC.manager.ip, TOKEN)  # type: ignore[arg-type]
+
+
+class FlakyManager(FakeHost):
+    """The first join goes on in the background and ends in a gRPC deadline; the second works."""
+
+    def __init__(self) -> None:
+        super().__init__("worker-1")
+        self.joins = 0
+
+    def run(self, command: str, **kw: object) -> Result:  # type: ignore[override]
+        self.calls.append((command, kw.get("stdin")))  # type: ignore[arg-type]
+        if "/swarm/join" in command:
+            self.joins += 1
+            if self.joins == 1:
+                message = "Timeout was reached before node joined. The attempt to join the swarm will continue"
+                return Result(0, json.dumps({"message": message + " in the background."}) + "\n503", "")
+            return Result(0, "\n200", "")
+        if "docker info" in command and self.joins == 1:
+            return docker_info(json.dumps({
+                "LocalNodeState": "error", "NodeID": "", "NodeAddr": "", "ControlAvailable": False,
+                "Error": "rpc error: code = DeadlineExceeded desc = context deadline exceeded",
+                "RemoteManagers": None}))
+        if "docker info" in command:
+            return docker_info(info_json("inactive"))
+        return Result(0, "", "")
+
+
+def test_a_join_that_times_out_on_a_busy_manager_is_tried_again() -> None:
+    worker = FlakyManager()
+    summary = swarm.join_worker(worker, SPEC.host("worker-1"), SPEC.manager.ip, TOKEN)  # type: ignore[arg-type]
+    assert summary == "joined, advertising 192.168.56.11 (attempt 2)"
+    cmds = worker.commands()
+    assert sum("/swarm/join" in c for c in cmds) == 2
+    assert cmds.index("docker swarm leave --force") > next(i for i, c in enumerate(cmds) if "/swarm/join" in c)
+
+
+def test_a_join_refused_for_good_is_not_tried_again() -> None:
+    refused = Result(0, json.dumps({"message": "invalid join token"}) + "\n400", "")
+    worker = FakeHost("worker-1", {"docker info": docker_info(info_json("inactive")), "/swarm/join": refused})
+    with pytest.raises(LabError, match="invalid join token"):
+        swarm.join_worker(worker, SPEC.host("worker-1"), SPEC.manager.ip, TOKEN)  # type: ignore[arg-type]
+    assert sum("/swarm/join" in c for c in worker.commands()) == 1
