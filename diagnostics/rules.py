@@ -195,6 +195,8 @@ def path_mtu_findings(ev: Evidence) -> list[Finding]:
     """Each pair's measured path MTU against what VXLAN needs and what the sender's interface says.
     A limit a host's own interface MTU explains is `mtu-too-small`'s when VXLAN does not fit: not said twice."""
     out = []
+    # an overlay spans every host: its MTU must fit the narrowest path measured
+    narrowest = min((m.size for m in ev.path_mtu if m.measured), default=0)
     for m in ev.path_mtu:
         a, b = ev.hosts.get(m.src), ev.hosts.get(m.dst)
         if a is None or b is None or not m.measured or not m.limit or m.size >= m.iface_mtu:
@@ -218,7 +220,7 @@ def path_mtu_findings(ev: Evidence) -> list[Finding]:
                                f"{b_mtu}`), or raise {b_dev}'s on {m.dst} and the network's to {m.iface_mtu}",
                                peer=m.dst, direction="outbound", where="sender"))
         elif need and m.size < need:
-            out.append(_path_too_small(m, need, measured, ev.data_port, common))
+            out.append(_path_too_small(m, need, narrowest, measured, ev.data_port, common))
         else:
             out.append(Finding("mtu-mismatch", "warning", m.src,
                                f"{m.src}'s {m.iface} says MTU {m.iface_mtu}, the path to {m.dst} carries only "
@@ -229,14 +231,16 @@ def path_mtu_findings(ev: Evidence) -> list[Finding]:
     return out
 
 
-def _path_too_small(m: PathMtu, need: int, measured: str, port: int, common: dict[str, Any]) -> Finding:
+def _path_too_small(m: PathMtu, need: int, narrowest: int, measured: str, port: int,
+                    common: dict[str, Any]) -> Finding:
     return Finding("path-mtu-too-small", "error", m.dst,
                    f"the path from {m.src} to {m.dst} carries {m.size} bytes, VXLAN needs {need}: full-size overlay "
                    "packets are dropped on the way (small ones, pings and handshakes pass)",
                    measured + f"; overlay MTU {need - VXLAN_OVERHEAD} + {VXLAN_OVERHEAD} = {need}",
-                   f"lower the overlays' MTU to {m.size - VXLAN_OVERHEAD} (`docker network create --opt "
-                   f"com.docker.network.driver.mtu={m.size - VXLAN_OVERHEAD} ...`), or make the network between "
-                   f"{m.src} and {m.dst} carry {need} bytes",
+                   f"lower the overlays' MTU to {narrowest - VXLAN_OVERHEAD} (the narrowest path, {narrowest}, less "
+                   f"{VXLAN_OVERHEAD}: `docker network create --opt com.docker.network.driver.mtu="
+                   f"{narrowest - VXLAN_OVERHEAD} ...`), or make the network between {m.src} and {m.dst} carry "
+                   f"{need} bytes",
                    where="path", port=port, proto="udp", **common)
 
 
