@@ -4,7 +4,9 @@ and once the MTUs are back, diagnose is clean."""
 
 from __future__ import annotations
 
+import json
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -63,3 +65,26 @@ def test_jumbo_interface_on_a_1500_network_is_mtu_mismatch(healthy_lab: LabRun) 
         assert healthy_lab.sh("worker-1", "ip link set eth1 mtu 1500").returncode == 0
     after = wait_healthy(healthy_lab)
     assert after["healthy"], problems(after)
+
+
+def test_small_interface_is_mtu_too_small_only(healthy_lab: LabRun) -> None:
+    """worker-2's eth1 at 1400: its peers' packets to it are lost too, but that is one cause, said once."""
+    assert healthy_lab.sh("worker-2", "ip link set eth1 mtu 1400").returncode == 0
+    try:
+        data = diagnose(healthy_lab)
+        assert problems(data) == {("mtu-too-small", "worker-2", None, None, None, None)}
+        # what worker-2's peers send it is cut to its 1400 (a veth lets 4 bytes more in: the VLAN slack)
+        sizes = {m["src"]: m["size"] for m in _evidence(healthy_lab)["path_mtu"] if m["dst"] == "worker-2"}
+        assert set(sizes) == {"manager", "worker-1"} and all(1400 <= s <= 1404 for s in sizes.values()), sizes
+    finally:
+        assert healthy_lab.sh("worker-2", "ip link set eth1 mtu 1500").returncode == 0
+    after = wait_healthy(healthy_lab)
+    assert after["healthy"], problems(after)
+
+
+def _evidence(lab: LabRun) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "evidence.json"
+        proc = lab("diagnose", "--save-evidence", str(out), timeout=120)
+        assert proc.returncode in (0, 1), proc.stderr
+        return dict(json.loads(out.read_text()))
