@@ -154,7 +154,10 @@ class Prober:
                 except OSError:
                     continue
                 if addr[2] != PACKET_OUTGOING:
-                    self.handle(s, frame)
+                    try:
+                        self.handle(s, frame)
+                    except (IndexError, struct.error, OSError) as exc:  # a malformed frame: not ours
+                        self.errors.append(f"frame of {len(frame)} bytes: {exc}")
 
     def handle(self, s, frame):
         if len(frame) < 42 or frame[12:14] != b"\x08\x00":
