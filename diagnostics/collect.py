@@ -11,7 +11,7 @@ from labctl.errors import LabError
 from labctl.spec import LabSpec
 from labctl.ssh import Host, background, fan_out, split_results
 
-from . import firewall
+from . import firewall, pmtu
 from .evidence import DEFAULT_DATA_PORT, SPORT_BASE, Evidence, HostFacts, Probe, plan_probes, read_captures
 from .runner import WireJob, barrier, signal_file
 from .target import Target
@@ -136,6 +136,7 @@ def gather_evidence(target: Target, focus: str | None = None, wait: float = 0.5)
     ev = Evidence(lab=spec.name, focus=focus, data_port=DEFAULT_DATA_PORT, hosts=stubs)
     plan = plan_probes(stubs, focus, DEFAULT_DATA_PORT)
     facts_future = background(lambda: gather_facts(spec, hosts))
+    pmtu_future = background(lambda: pmtu.measure(spec, hosts, focus))
     _probe(target, ev, plan, DEFAULT_DATA_PORT, wait)
     facts = facts_future.result()
     ev.hosts = facts
@@ -150,6 +151,7 @@ def gather_evidence(target: Target, focus: str | None = None, wait: float = 0.5)
         plan += extra
     # probes of unreachable hosts say nothing more than host-unreachable does
     ev.probes = [p for p in plan if facts[p.src].reachable and facts[p.dst].reachable]
+    ev.path_mtu = [m for m in pmtu_future.result() if facts[m.src].reachable and facts[m.dst].reachable]
     for name, f in facts.items():
         if not f.reachable:
             ev.probe_errors.pop(name, None)

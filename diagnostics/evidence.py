@@ -120,6 +120,34 @@ class RuleHit:
 
 
 @dataclass
+class PathMtu:
+    """The largest IP packet (DF set) that went from src to dst, measured with VXLAN-port probes."""
+
+    src: str
+    dst: str
+    src_ip: str
+    dst_ip: str
+    iface: str = ""  # the sender's interface towards dst
+    iface_mtu: int = 0  # its configured MTU (the largest size tried)
+    size: int = 0  # the largest size carried (0: none carried, not measured)
+    limit: int = 0  # the smallest size lost (0: none lost up to iface_mtu)
+    icmp_mtu: int = 0  # next-hop MTU of an ICMP "fragmentation needed" from the path
+    icmp_from: str = ""
+    cached_before: int = 0  # the PMTU the sender's kernel had cached for dst before (0: none)
+    flushed: bool = False  # the probes taught the kernel a PMTU, and it was flushed
+    error: str = ""
+
+    @property
+    def measured(self) -> bool:
+        return self.size > 0 and not self.error
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> PathMtu:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in fields})
+
+
+@dataclass
 class Evidence:
     lab: str
     focus: str | None  # the host asked about, or None for the whole lab
@@ -130,6 +158,7 @@ class Evidence:
     path_rule_hits: list[RuleHit] = field(default_factory=list)  # rules on the machine between the hosts
     probe_errors: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    path_mtu: list[PathMtu] = field(default_factory=list)  # empty in evidence recorded before it existed
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -143,6 +172,7 @@ class Evidence:
             rule_hits=[RuleHit.from_json(r) for r in data.get("rule_hits", [])],
             path_rule_hits=[RuleHit.from_json(r) for r in data.get("path_rule_hits", [])],
             probe_errors=data.get("probe_errors", {}), seconds=data.get("seconds", 0.0),
+            path_mtu=[PathMtu.from_json(p) for p in data.get("path_mtu", [])],
         )
 
 

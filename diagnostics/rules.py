@@ -6,7 +6,7 @@ import ipaddress
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .evidence import Evidence, HostFacts, Probe, RuleHit
+from .evidence import Evidence, HostFacts, PathMtu, Probe, RuleHit
 from .firewall import counted, describe, matches
 
 VXLAN_OVERHEAD = 50
@@ -40,6 +40,7 @@ def analyze(ev: Evidence) -> list[Finding]:
     findings += duplicate_addresses(ev)
     findings += gossip(ev)
     findings += probe_findings(ev)
+    findings += path_mtu_findings(ev)
     for host, err in ev.probe_errors.items():
         findings.append(Finding("probe-failed", "warning", host, "the packet probes could not run on this host",
                                 err, "check that python3-scapy and tcpdump are installed on the host"))
@@ -182,6 +183,65 @@ def mtu_findings(h: HostFacts) -> list[Finding]:
                     f"ip link {underlay}: mtu {mtu}; " + "; ".join(small),
                     f"raise {underlay}'s MTU to at least {DEFAULT_OVERLAY_MTU + VXLAN_OVERHEAD}, or create the "
                     f"overlay with --opt com.docker.network.driver.mtu={mtu - VXLAN_OVERHEAD}")]
+
+
+def _vxlan_need(a: HostFacts, b: HostFacts) -> int:
+    """The IP size a VXLAN frame of a full-size overlay packet has (0: no overlay on either host)."""
+    mtus = [n.get("mtu") or DEFAULT_OVERLAY_MTU for n in (*a.overlays, *b.overlays)]
+    return max(mtus) + VXLAN_OVERHEAD if mtus else 0
+
+
+def path_mtu_findings(ev: Evidence) -> list[Finding]:
+    """Each pair's measured path MTU against what VXLAN needs and what the sender's interface says.
+    A limit a host's own interface MTU explains is `mtu-too-small`'s when VXLAN does not fit: not said twice."""
+    out = []
+    # an overlay spans every host: its MTU must fit the narrowest path measured
+    narrowest = min((m.size for m in ev.path_mtu if m.measured), default=0)
+    for m in ev.path_mtu:
+        a, b = ev.hosts.get(m.src), ev.hosts.get(m.dst)
+        if a is None or b is None or not m.measured or not m.limit or m.size >= m.iface_mtu:
+            continue  # not measured, or the path carries all the sender's interface says
+        need = _vxlan_need(a, b)
+        b_dev = b.underlay()
+        b_mtu = int(b.iface(b_dev).get("mtu", 0)) if b_dev else 0
+        how = (f"ICMP fragmentation needed from {m.icmp_from}: next-hop MTU {m.icmp_mtu}" if m.icmp_mtu
+               else "no answer, no ICMP: dropped silently")
+        measured = (f"DF probes (UDP {ev.data_port}) from {m.src} to {m.dst}: {m.size} bytes carried, "
+                    f"{m.limit} lost ({how}); {m.src} {m.iface} MTU {m.iface_mtu}"
+                    + (f", {m.dst} {b_dev} MTU {b_mtu}" if b_mtu else ""))
+        common: dict[str, Any] = {"peer": m.src, "direction": "inbound"}
+        if b_mtu and m.size >= b_mtu:  # the receiver's own interface is the limit
+            if need and b_mtu < need:
+                continue  # mtu-too-small on the receiver says it
+            out.append(Finding("mtu-mismatch", "warning", m.src,
+                               f"{m.src}'s {m.iface} says MTU {m.iface_mtu}, {m.dst}'s {b_dev} takes only {b_mtu}: "
+                               f"larger packets from {m.src} to {m.dst} are lost",
+                               measured, f"set {m.iface}'s MTU on {m.src} to {b_mtu} (`ip link set {m.iface} mtu "
+                               f"{b_mtu}`), or raise {b_dev}'s on {m.dst} and the network's to {m.iface_mtu}",
+                               peer=m.dst, direction="outbound", where="sender"))
+        elif need and m.size < need:
+            out.append(_path_too_small(m, need, narrowest, measured, ev.data_port, common))
+        else:
+            out.append(Finding("mtu-mismatch", "warning", m.src,
+                               f"{m.src}'s {m.iface} says MTU {m.iface_mtu}, the path to {m.dst} carries only "
+                               f"{m.size}: larger packets from {m.src} to {m.dst} are lost",
+                               measured, f"set {m.iface}'s MTU on {m.src} to {m.size} (`ip link set {m.iface} mtu "
+                               f"{m.size}`), or fix the network between the hosts to carry {m.iface_mtu}",
+                               peer=m.dst, direction="outbound", where="path"))
+    return out
+
+
+def _path_too_small(m: PathMtu, need: int, narrowest: int, measured: str, port: int,
+                    common: dict[str, Any]) -> Finding:
+    return Finding("path-mtu-too-small", "error", m.dst,
+                   f"the path from {m.src} to {m.dst} carries {m.size} bytes, VXLAN needs {need}: full-size overlay "
+                   "packets are dropped on the way (small ones, pings and handshakes pass)",
+                   measured + f"; overlay MTU {need - VXLAN_OVERHEAD} + {VXLAN_OVERHEAD} = {need}",
+                   f"lower the overlays' MTU to {narrowest - VXLAN_OVERHEAD} (the narrowest path, {narrowest}, less "
+                   f"{VXLAN_OVERHEAD}: `docker network create --opt com.docker.network.driver.mtu="
+                   f"{narrowest - VXLAN_OVERHEAD} ...`), or make the network between {m.src} and {m.dst} carry "
+                   f"{need} bytes",
+                   where="path", port=port, proto="udp", **common)
 
 
 def overlap_findings(h: HostFacts) -> list[Finding]:
@@ -396,7 +456,8 @@ def classify(p: Probe, ev: Evidence) -> Finding | None:
 PRIORITY = [
     "host-unreachable", "docker-down", "kernel-missing-vxlan", "advertise-addr-not-local",
     "advertise-addr-duplicate", "advertise-addr-wrong-interface", "port-dropped",
-    "port-closed", "not-in-swarm", "mtu-too-small", "subnet-overlap", "gossip-broken", "data-path-port",
+    "port-closed", "not-in-swarm", "mtu-too-small", "path-mtu-too-small", "mtu-mismatch",
+    "subnet-overlap", "gossip-broken", "data-path-port",
     "kernel-missing-esp", "kernel-missing-ipvs", "probe-failed",
 ]
 
@@ -437,6 +498,10 @@ def root_cause(findings: list[Finding]) -> str:
         verb = {"port-dropped": "dropped", "port-rejected": "rejected", "path-drop": "dropped"}[top.code]
         text = (f"Most likely cause: {port} is {verb} {where.get(top.where or '', '')} ({', '.join(pairs)}). "
                 f"So {effect}. {_cap(top.fix)}.")
+    elif top.code == "path-mtu-too-small":
+        pairs = sorted({f"{f.peer} -> {f.host}" for f in same})
+        text = (f"Most likely cause: the network between the hosts carries smaller packets than the interfaces "
+                f"say, too small for VXLAN ({', '.join(pairs)}): {top.finding}. {_cap(top.fix)}.")
     elif top.code == "docker-down":
         text = (f"Most likely cause: Docker is not running on {top.host}, so it takes no part in the swarm. "
                 f"{_cap(top.fix)}.")

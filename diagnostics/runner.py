@@ -30,6 +30,7 @@ class WireJob:
     config: dict[str, Any]
     timeout: float
     on_packet: Callable[[dict[str, Any]], None] | None = None
+    script: str = "wire.py"  # which script of diagnostics/remote runs
     ready: threading.Event = field(default_factory=threading.Event)
     settled: threading.Event = field(default_factory=threading.Event)  # probe mode: all seen
     signalled: bool = False  # its stop file was made
@@ -57,7 +58,7 @@ class WireJob:
     def _work(self) -> None:
         try:
             res = self.host.run(f"python3 - {shlex.quote(json.dumps(self.config))}", sudo=True,
-                                stdin=script("wire.py"), timeout=self.timeout, on_line=self._line)
+                                stdin=script(self.script), timeout=self.timeout, on_line=self._line)
             if self.result is None:
                 self.error = self.error or res.tail(3) or f"exit {res.rc}"
         except LabError as exc:
