@@ -130,6 +130,10 @@ class Evidence:
     path_rule_hits: list[RuleHit] = field(default_factory=list)  # rules on the machine between the hosts
     probe_errors: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    # overlay peers first missing, then present when the facts were read again:
+    # {host, peer, network, missing (what was missing), seconds (until it appeared)}
+    converging: list[dict[str, Any]] = field(default_factory=list)
+    recheck_seconds: float = 0.0  # how long missing overlay peers were waited for
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -143,6 +147,7 @@ class Evidence:
             rule_hits=[RuleHit.from_json(r) for r in data.get("rule_hits", [])],
             path_rule_hits=[RuleHit.from_json(r) for r in data.get("path_rule_hits", [])],
             probe_errors=data.get("probe_errors", {}), seconds=data.get("seconds", 0.0),
+            converging=data.get("converging", []), recheck_seconds=data.get("recheck_seconds", 0.0),
         )
 
 
