@@ -46,6 +46,12 @@ def describe(spec: LabSpec, found: Gaps) -> str:
                      for host, gs in sorted(found.items()) for g in gs)
 
 
+def pairs(spec: LabSpec, found: Gaps) -> str:
+    """The gaps in brief: "manager -> worker-1, worker-1 -> manager"."""
+    names = {h.ip: h.name for h in spec.hosts}
+    return ", ".join(f"{host} -> {names.get(g.addr, g.addr)}" for host, gs in sorted(found.items()) for g in gs)
+
+
 def to_heal(spec: LabSpec, found: Gaps) -> list[str]:
     """The workers to re-join: of each host-peer pair that does not reach, the worker (the peer
     when both are workers: its new membership is announced to every host)."""
@@ -91,6 +97,7 @@ def converge(spec: LabSpec, hosts: dict[str, Host], note: Callable[[str], None],
     if not workers:  # the manager alone: nothing a re-join reaches
         raise LabError(f"the overlay data plane did not converge: {describe(spec, found)}",
                        hint=_HINT)
+    before = pairs(spec, found)
     note(f"not converged after {settle:g} s ({describe(spec, found)}); re-joining {', '.join(workers)}")
     for name in workers:
         swarm.leave(hosts[name], force=True, check=True)
@@ -100,8 +107,9 @@ def converge(spec: LabSpec, hosts: dict[str, Host], note: Callable[[str], None],
     if found:
         raise LabError(f"the overlay data plane did not converge, even after re-joining {', '.join(workers)}: "
                        f"{describe(spec, found)}", hint=_HINT)
-    return Outcome(f"healed: re-joined {', '.join(workers)}; every host's {INGRESS} network reaches every peer "
-                   f"({time.monotonic() - start:.1f} s)", tuple(workers))
+    return Outcome(f"healed by re-joining {', '.join(workers)} (no {INGRESS} forwarding: {before}); "
+                   f"every host's {INGRESS} network reaches every peer ({time.monotonic() - start:.1f} s)",
+                   tuple(workers))
 
 
 _HINT = ("`labctl diagnose` checks the gossip (TCP+UDP 7946) and VXLAN (UDP 4789) ports between the hosts; "

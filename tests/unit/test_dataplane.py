@@ -155,3 +155,5 @@ def test_the_worker_of_each_pair_is_re_joined() -> None:
     assert converge.to_heal(spec, {}) == []
     text = converge.describe(spec, {"manager": [_gap("192.168.60.11")]})
     assert text == "manager's ingress lacks worker-1 (192.168.60.11 no VXLAN forwarding entry for it)"
+    assert converge.pairs(spec, {"manager": [_gap("192.168.60.11")], "worker-1": [_gap("192.168.60.10")]}) == \
+        "manager -> worker-1, worker-1 -> manager"
