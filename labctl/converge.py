@@ -2,8 +2,9 @@
 
 `docker node ls` can show every node Ready while a host's ingress keeps no VXLAN forwarding
 entries for a peer (after a worker re-joins or a dockerd restarts), and nothing repairs it.
-Right after a join the entries come within seconds, so a gap is first waited for; one that
-stays is healed by re-joining the worker involved, then checked again.
+Right after a join or a restart the entries come within seconds, so a gap is first waited for;
+one that stays is healed by re-joining the worker involved (its new membership makes every host
+program its entries again; faster than restarting a dockerd, measured), then checked again.
 """
 
 from __future__ import annotations
@@ -20,8 +21,12 @@ from .spec import LabSpec
 from .ssh import Host, fan_out, raise_first
 from .wait import WaitTimeout, wait_until
 
-SETTLE = 15.0  # how long gaps may close by themselves (right after a join: a few seconds)
-HEALED = 45.0  # how long a healed lab may take to converge
+# How long gaps may close by themselves: after this `up` started a dockerd or joined a worker
+# (measured: 1-2 s after joins and a worker's restart, 15 s after the manager's dockerd restarted),
+# and on a lab `up` did not change (gaps there are old: heal them soon).
+SETTLE_CHANGED = 25.0
+SETTLE = 5.0
+HEALED = 45.0  # how long a healed lab may take to converge (measured: 3 s after re-joining a worker)
 FACTS: list[facts.Fact[Any]] = [facts.OverlayNetworks(), facts.VxlanDevices()]
 
 Gaps = dict[str, list[Gap]]  # host -> the peers its ingress does not reach
