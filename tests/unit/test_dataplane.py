@@ -16,6 +16,7 @@ from diagnostics import collect
 from diagnostics.evidence import Evidence, HostFacts
 from diagnostics.rules import exit_code, gossip, gossip_gaps
 from labctl import converge, facts
+from labctl.errors import LabError
 from labctl.facts.dataplane import Gap, gaps, unreached
 from labctl.spec import HostSpec, LabSpec
 from labctl.ssh import Result
@@ -157,3 +158,42 @@ def test_the_worker_of_each_pair_is_re_joined() -> None:
     assert text == "manager's ingress lacks worker-1 (192.168.60.11 no VXLAN forwarding entry for it)"
     assert converge.pairs(spec, {"manager": [_gap("192.168.60.11")], "worker-1": [_gap("192.168.60.10")]}) == \
         "manager -> worker-1, worker-1 -> manager"
+
+
+def _fake_lab(monkeypatch: pytest.MonkeyPatch, reads: list[converge.Gaps]) -> list[str]:
+    """`converge` against canned reads of the gaps (the last one repeats); the swarm calls it made."""
+    calls: list[str] = []
+
+    def gaps_now(spec: LabSpec, hosts: Any) -> converge.Gaps:
+        return reads.pop(0) if len(reads) > 1 else reads[0]
+
+    monkeypatch.setattr(converge, "ingress_gaps", gaps_now)
+    monkeypatch.setattr(converge.swarm, "leave", lambda host, force=False, check=False: calls.append(f"leave {host}"))
+    monkeypatch.setattr(converge.swarm, "join_workers", lambda spec, hosts: calls.append("join"))
+    monkeypatch.setattr(converge.swarm, "verify", lambda spec, hosts: calls.append("verify"))
+    return calls
+
+
+def test_converged_lab_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _fake_lab(monkeypatch, [{"manager": [_gap("192.168.60.11")]}, {}])
+    outcome = converge.converge(SPEC, {}, lambda _: None, settle=3)
+    assert calls == [] and outcome.rejoined == ()
+    assert "every host's ingress network reaches every peer" in outcome.summary
+
+
+def test_a_gap_that_stays_is_healed_by_re_joining_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    hosts = {"worker-1": "worker-1-host"}
+    calls = _fake_lab(monkeypatch, [{"manager": [_gap("192.168.60.11")]}] * 2 + [{}])
+    outcome = converge.converge(SPEC, hosts, lambda _: None, settle=0.1)  # type: ignore[arg-type]
+    assert calls == ["leave worker-1-host", "join", "verify"]
+    assert outcome.rejoined == ("worker-1",)
+    assert outcome.summary.startswith("healed by re-joining worker-1 (no ingress forwarding: manager -> worker-1)")
+
+
+def test_a_gap_that_outlives_the_heal_fails_up_naming_host_and_peer(monkeypatch: pytest.MonkeyPatch) -> None:
+    hosts = {"worker-1": "worker-1-host"}
+    _fake_lab(monkeypatch, [{"manager": [_gap("192.168.60.11")]}])
+    with pytest.raises(LabError) as failed:
+        converge.converge(SPEC, hosts, lambda _: None, settle=0.1, healed=0.1)  # type: ignore[arg-type]
+    assert "even after re-joining worker-1: manager's ingress lacks worker-1 (192.168.60.11" in failed.value.message
+    assert failed.value.hint and "labctl diagnose" in failed.value.hint
