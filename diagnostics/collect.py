@@ -165,7 +165,8 @@ def gather_evidence(target: Target, focus: str | None = None, wait: float = 0.5)
 def recheck_overlays(ev: Evidence, hosts: dict[str, Host], window: float = RECHECK) -> None:
     """Read the overlay facts of hosts with missing peers again, once a second for `window` s;
     peers that appear go to `ev.converging`, the facts read last replace the first ones."""
-    pending = {(g.host, g.peer, g.network): g for g in rules.gossip_gaps(ev)}
+    pending = {(g.host, g.peer, g.network): g for g in rules.gossip_gaps(ev)
+               if not ev.focus or ev.focus in (g.host, g.peer)}
     if not pending:
         return
     start = time.monotonic()
