@@ -10,14 +10,18 @@ from labctl import facts, validate
 from labctl.errors import LabError
 from labctl.spec import LabSpec
 from labctl.ssh import Host, background, fan_out, split_results
+from labctl.wait import WaitTimeout, wait_until
 
-from . import firewall, pmtu
+from . import firewall, pmtu, rules
 from .evidence import DEFAULT_DATA_PORT, SPORT_BASE, Evidence, HostFacts, Probe, plan_probes, read_captures
 from .runner import WireJob, barrier, signal_file
 from .target import Target
 
 READY_TIMEOUT = 8.0
 GAP = 0.15  # between the two copies of each probe
+# Overlay peers missing at first are read again for this long before they are called broken:
+# right after `up` or a re-join they appear within seconds.
+RECHECK = 5.0
 
 
 def _facts(peers: list[str]) -> list[facts.Fact[Any]]:
@@ -140,6 +144,7 @@ def gather_evidence(target: Target, focus: str | None = None, wait: float = 0.5)
     _probe(target, ev, plan, DEFAULT_DATA_PORT, wait)
     facts = facts_future.result()
     ev.hosts = facts
+    recheck_overlays(ev, hosts)
     port = data_port(facts)
     if port != DEFAULT_DATA_PORT:
         ev.data_port = port
@@ -157,3 +162,32 @@ def gather_evidence(target: Target, focus: str | None = None, wait: float = 0.5)
             ev.probe_errors.pop(name, None)
     ev.seconds = round(time.monotonic() - start, 2)
     return ev
+
+
+def recheck_overlays(ev: Evidence, hosts: dict[str, Host], window: float = RECHECK) -> None:
+    """Read the overlay facts of hosts with missing peers again, once a second for `window` s;
+    peers that appear go to `ev.converging`, the facts read last replace the first ones."""
+    pending = {(g.host, g.peer, g.network): g for g in rules.gossip_gaps(ev)
+               if not ev.focus or ev.focus in (g.host, g.peer)}
+    if not pending:
+        return
+    start = time.monotonic()
+    wanted: list[facts.Fact[Any]] = [facts.OverlayNetworks(), facts.VxlanDevices()]
+
+    def converged() -> bool:
+        names = sorted({g.host for g in pending.values()})
+        read, _ = split_results(fan_out([hosts[n] for n in names], lambda h: facts.read_many(h, wanted, timeout=15)))
+        for name, readings in read.items():
+            ev.hosts[name].overlays = [asdict(o) for o in readings.get(facts.OverlayNetworks(), [])]
+            ev.hosts[name].vxlan = [asdict(d) for d in readings.get(facts.VxlanDevices(), [])]
+        now = {(g.host, g.peer, g.network) for g in rules.gossip_gaps(ev)}
+        for key in [k for k in pending if k not in now]:
+            g = pending.pop(key)
+            ev.converging.append({"host": g.host, "peer": g.peer, "addr": g.addr, "network": g.network,
+                                  "missing": g.missing, "seconds": round(time.monotonic() - start, 1)})
+        return not pending
+
+    try:
+        wait_until(converged, window, "the overlays' missing peers appeared", interval=1.0)
+    except WaitTimeout:
+        ev.recheck_seconds = window

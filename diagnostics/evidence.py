@@ -159,6 +159,10 @@ class Evidence:
     probe_errors: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     path_mtu: list[PathMtu] = field(default_factory=list)  # empty in evidence recorded before it existed
+    # overlay peers first missing, then present when the facts were read again:
+    # {host, peer, network, missing (what was missing), seconds (until it appeared)}
+    converging: list[dict[str, Any]] = field(default_factory=list)
+    recheck_seconds: float = 0.0  # how long missing overlay peers were waited for
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -173,6 +177,7 @@ class Evidence:
             path_rule_hits=[RuleHit.from_json(r) for r in data.get("path_rule_hits", [])],
             probe_errors=data.get("probe_errors", {}), seconds=data.get("seconds", 0.0),
             path_mtu=[PathMtu.from_json(p) for p in data.get("path_mtu", [])],
+            converging=data.get("converging", []), recheck_seconds=data.get("recheck_seconds", 0.0),
         )
 
 

@@ -6,6 +6,8 @@ import ipaddress
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from labctl.facts.dataplane import unreached
+
 from .evidence import Evidence, HostFacts, PathMtu, Probe, RuleHit
 from .firewall import counted, describe, matches
 
@@ -300,8 +302,20 @@ def duplicate_addresses(ev: Evidence) -> list[Finding]:
     return out
 
 
-def gossip(ev: Evidence) -> list[Finding]:
-    """Each host must know, for every overlay both have endpoints on, the peer's address."""
+@dataclass(frozen=True)
+class GossipGap:
+    """An overlay on `host` that does not reach `peer` (at `addr`), and what is missing."""
+
+    host: str
+    peer: str
+    addr: str
+    network: str
+    missing: str
+
+
+def gossip_gaps(ev: Evidence) -> list[GossipGap]:
+    """Each host must know, for every overlay both have endpoints on, the peer's address
+    (the decision `labctl up` makes for ingress: labctl.facts.dataplane)."""
     out = []
     active = {n: h for n, h in ev.hosts.items() if h.swarm_active}
     for h in active.values():
@@ -315,19 +329,38 @@ def gossip(ev: Evidence) -> list[Finding]:
                 if p is h or not any(o["id"] == net["id"] and o.get("local_containers") for o in p.overlays):
                     continue
                 paddr = p.node_addr or p.ip
-                missing = []
-                if paddr not in net.get("peers", []):
-                    missing.append(f"not among the network's peers ({', '.join(net.get('peers', [])) or 'none'})")
-                if has_dev and paddr not in fdb:
-                    missing.append("no VXLAN forwarding entry for it")
+                missing = unreached(net.get("peers", []), fdb if has_dev else None, paddr)
                 if missing:
-                    out.append(Finding(
-                        "gossip-broken", "error", h.name,
-                        f"{h.name} has not learnt {p.name}'s endpoints on {net['name']}: containers there "
-                        "cannot reach each other",
-                        f"{p.name} ({paddr}) " + " and ".join(missing),
-                        "open TCP+UDP 7946 both ways between the two hosts; then re-attach the containers",
-                        peer=p.name, port=7946))
+                    out.append(GossipGap(h.name, p.name, paddr, str(net.get("name", "")), " and ".join(missing)))
+    return out
+
+
+def gossip(ev: Evidence) -> list[Finding]:
+    """`gossip-broken` for peers still missing; `converging` for those that appeared when the
+    facts were read again (ev.converging), right after `up` or a re-join."""
+    out = []
+    gaps = gossip_gaps(ev)
+    for g in gaps:
+        out.append(Finding(
+            "gossip-broken", "error", g.host,
+            f"{g.host} has not learnt {g.peer}'s endpoints on {g.network}: containers there "
+            "cannot reach each other",
+            f"{g.peer} ({g.addr}) {g.missing}" + (
+                f"; still missing after {ev.recheck_seconds:g} s of re-reading" if ev.recheck_seconds else ""),
+            "open TCP+UDP 7946 both ways between the two hosts; then re-attach the containers" + (
+                " (`labctl up` heals the ingress network)" if g.network == "ingress" else ""),
+            peer=g.peer, port=7946))
+    broken = {(g.host, g.peer, g.network) for g in gaps}
+    for c in ev.converging:
+        if (c.get("host"), c.get("peer"), c.get("network")) in broken:
+            continue
+        out.append(Finding(
+            "converging", "info", str(c.get("host")),
+            f"{c.get('host')}'s {c.get('network')} network was still learning {c.get('peer')}'s endpoints",
+            f"{c.get('peer')} ({c.get('addr', '')}) {c.get('missing', '')} at first; there "
+            f"{float(c.get('seconds', 0)):.1f} s later",
+            "nothing: the overlay converged while it was being diagnosed",
+            peer=str(c.get("peer")), port=7946))
     return out
 
 
@@ -457,7 +490,7 @@ PRIORITY = [
     "host-unreachable", "docker-down", "kernel-missing-vxlan", "advertise-addr-not-local",
     "advertise-addr-duplicate", "advertise-addr-wrong-interface", "port-dropped",
     "port-closed", "not-in-swarm", "mtu-too-small", "path-mtu-too-small", "mtu-mismatch",
-    "subnet-overlap", "gossip-broken", "data-path-port",
+    "subnet-overlap", "gossip-broken", "converging", "data-path-port",
     "kernel-missing-esp", "kernel-missing-ipvs", "probe-failed",
 ]
 

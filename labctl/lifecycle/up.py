@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .. import provisioner, swarm
+from .. import converge, provisioner, swarm
 from ..backends import Choice
 from ..backends.base import OnLine
 from ..lab import Lab
@@ -68,6 +68,14 @@ def verify_swarm(ctx: UpContext, progress: Progress) -> str:
     return f"{len(ctx.nodes)} nodes Ready, each advertising its private address"
 
 
+def converge_overlay(ctx: UpContext, progress: Progress) -> str:
+    progress.note("waiting for every host's ingress network to reach every peer")
+    settle = converge.SETTLE_CHANGED if ctx.changed else converge.SETTLE
+    outcome = converge.converge(ctx.lab.spec, ctx.lab.hosts(), progress.note, settle=settle)
+    ctx.changed |= bool(outcome.rejoined)
+    return outcome.summary
+
+
 def _backend_phase(work: Callable[[OnLine], str]) -> Phase:
     def run(ctx: UpContext, progress: Progress) -> str:
         ctx.changed = True
@@ -85,6 +93,7 @@ def phases(lab: Lab) -> list[tuple[str, Phase]]:
         ("swarm init", init_swarm),
         ("join workers", join_workers),
         ("verify swarm", verify_swarm),
+        ("overlay data plane converged", converge_overlay),
     ]
 
 
