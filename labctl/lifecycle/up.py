@@ -10,11 +10,12 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .. import converge, provisioner, swarm
+from .. import provisioner, swarm
 from ..backends import Choice
 from ..backends.base import OnLine
 from ..lab import Lab
 from ..ui import Progress, phase
+from . import converge
 
 
 @dataclass

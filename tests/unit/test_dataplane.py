@@ -15,9 +15,10 @@ import pytest
 from diagnostics import collect
 from diagnostics.evidence import Evidence, HostFacts
 from diagnostics.rules import exit_code, gossip, gossip_gaps
-from labctl import converge, facts
+from labctl import facts
 from labctl.errors import LabError
 from labctl.facts.dataplane import Gap, gaps, unreached
+from labctl.lifecycle import converge
 from labctl.spec import HostSpec, LabSpec
 from labctl.ssh import Result
 

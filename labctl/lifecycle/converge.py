@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import facts, swarm
-from .errors import LabError
-from .facts.dataplane import INGRESS, Gap, gaps
-from .spec import LabSpec
-from .ssh import Host, fan_out, raise_first
-from .wait import WaitTimeout, wait_until
+from .. import facts, swarm
+from ..errors import LabError
+from ..facts.dataplane import INGRESS, Gap, gaps
+from ..spec import LabSpec
+from ..ssh import Host, fan_out, raise_first
+from ..wait import WaitTimeout, wait_until
 
 # How long gaps may close by themselves: after this `up` started a dockerd or joined a worker
 # (measured: 1-2 s after joins and a worker's restart, 15 s after the manager's dockerd restarted),
