@@ -97,8 +97,8 @@ def data_port(found: dict[str, HostFacts]) -> int:
 
 
 def _probe(target: Target, ev: Evidence, plan: list[Probe], port: int, wait: float) -> None:
-    spec, hosts = target.spec, target.hosts
     """Run a probe plan: every involved host captures, then all send at once; fill the probes in."""
+    spec, hosts = target.spec, target.hosts
     involved = sorted({p.src for p in plan} | {p.dst for p in plan})
     jobs: list[WireJob] = []
     for name in involved:
