@@ -10,6 +10,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -142,31 +145,37 @@ def test_join_token_never_leaves_the_hosts(lab: LabRun) -> None:
     assert mode == "600"
 
 
-def images_load(lab: LabRun) -> subprocess.Popen[str]:
+@contextmanager
+def images_load(lab: LabRun) -> Iterator[subprocess.Popen[str]]:
     """`labctl images load` of the 470 MB node image: it holds the lab while it copies,
-    returned once it holds it."""
+    given once it holds it, and killed at the end. Killed, it cannot remove its temporary
+    folder (a copy of the image): that is removed here."""
+    temp = Path(tempfile.gettempdir())
+    before = set(temp.glob("labctl-images-*"))
     proc = subprocess.Popen([sys.executable, "-m", "labctl", "--lab", lab.name, "images", "load",
                              "labctl-node:bookworm"], env=lab.env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    wait_until(lambda: lab.lock_blocks(fcntl.LOCK_SH) or proc.poll() is not None, 30, "`images load` holding the lab")
-    assert proc.poll() is None, proc.communicate()
-    return proc
+    try:
+        wait_until(lambda: lab.lock_blocks(fcntl.LOCK_SH) or proc.poll() is not None, 30,
+                   "`images load` holding the lab")
+        assert proc.poll() is None, proc.communicate()
+        yield proc
+    finally:
+        proc.kill()
+        proc.communicate()
+        for left in set(temp.glob("labctl-images-*")) - before:
+            shutil.rmtree(left, ignore_errors=True)
 
 
 def test_second_command_on_the_same_lab_is_refused(lab: LabRun) -> None:
-    first = images_load(lab)
-    try:
+    with images_load(lab):
         second = lab("up")
         assert second.returncode == 4
         assert "is busy" in second.stderr and "images load" in second.stderr
-    finally:
-        first.kill()
-        first.wait()
 
 
 def test_a_reader_says_the_lab_is_changing_or_waits_with_wait(lab: LabRun) -> None:
-    first = images_load(lab)
-    try:
+    with images_load(lab) as first:
         for args in (["status"], ["exec", "manager", "--", "true"], ["diagnose"], ["fault", "list"]):
             proc = lab(*args)
             assert proc.returncode == 4, (args, proc.stdout, proc.stderr)
@@ -179,9 +188,6 @@ def test_a_reader_says_the_lab_is_changing_or_waits_with_wait(lab: LabRun) -> No
         assert waiting.stderr is not None
         wait_for_line(waiting.stderr, "waiting for `labctl", 30)
         assert waiting.poll() is None
-    finally:
-        first.kill()
-        first.wait()
     out, _ = waiting.communicate(timeout=120)
     assert waiting.returncode == 0 and json.loads(out)["healthy"] is True
 
