@@ -120,11 +120,12 @@ class VagrantBackend:
 
     def preparations(self) -> list[tuple[str, Callable[[OnLine], str]]]:
         image = self.spec.node_image
-        if self.spec.provider != "docker" or node_image.present(image):
+        if self.spec.provider != "docker" or node_image.current(image):
             return []
+        stale = node_image.present(image)
 
         def build(on_line: OnLine) -> str:
-            on_line("node image missing: building it (about a minute)")
+            on_line(f"node image {'built from older inputs' if stale else 'missing'}: building it (about a minute)")
             return f"built with {node_image.build(image, 'auto', on_line)}"
         return [(f"build node image {image}", build)]
 
