@@ -213,16 +213,34 @@ def grid(lo, hi, points):
     return sorted({hi - 1 - round(i * (span - 1) / (points - 1)) for i in range(points)})
 
 
-def measure(pr, peers):
-    floor, points = CFG.get("floor", 576), CFG.get("points", 32)
-    wait, copies = CFG.get("wait", 0.2), CFG.get("copies", 2)
-    for i, p in enumerate(peers):
-        p.update(sport=pr.lo_port + i, lo=floor - 1, hi=p["iface_mtu"] + 1, rounds=0, sent=0)
-    active = [p for p in peers if not p.get("error")]
+def send_sizes(pr, active, tried, copies):
+    for _copy in range(copies):
+        for p in active:
+            s = pr.socks[p["iface"]]
+            for size in tried[p["ip"]]:
+                try:
+                    s.send(probe_frame(pr.macs[p["iface"]], p["mac_b"], pr.me, p["ip"], p["sport"], pr.port, size))
+                    p["sent"] += 1
+                except OSError as exc:
+                    p.setdefault("send_errors", {})[str(size)] = exc.strerror or str(exc)
+
+
+def await_acks(pr, active, tried, wait):
+    """Until every size tried has been answered, or `wait` seconds."""
+    end = time.monotonic() + wait
+    while time.monotonic() < end:
+        with pr.lock:
+            if all(set(tried[p["ip"]]) <= pr.acked.get(p["ip"], set()) for p in active):
+                return
+        time.sleep(0.003)
+
+
+def narrow(pr, active, floor, points, wait, copies):
+    """Rounds of sizes between the largest carried and the smallest lost, until they meet."""
     for _ in range(CFG.get("max_rounds", 5)):
         active = [p for p in active if p["hi"] - p["lo"] > 1]
         if not active:
-            break
+            return
         tried = {}
         for p in active:
             sizes = grid(p["lo"], p["hi"], points)
@@ -231,21 +249,8 @@ def measure(pr, peers):
                 sizes.append(nexthop)
             tried[p["ip"]] = sizes
             p["rounds"] += 1
-        for _copy in range(copies):
-            for p in active:
-                s = pr.socks[p["iface"]]
-                for size in tried[p["ip"]]:
-                    try:
-                        s.send(probe_frame(pr.macs[p["iface"]], p["mac_b"], pr.me, p["ip"], p["sport"], pr.port, size))
-                        p["sent"] += 1
-                    except OSError as exc:
-                        p.setdefault("send_errors", {})[str(size)] = exc.strerror or str(exc)
-        end = time.monotonic() + wait
-        while time.monotonic() < end:
-            with pr.lock:
-                if all(set(tried[p["ip"]]) <= pr.acked.get(p["ip"], set()) for p in active):
-                    break
-            time.sleep(0.003)
+        send_sizes(pr, active, tried, copies)
+        await_acks(pr, active, tried, wait)
         with pr.lock:
             for p in active:
                 got = pr.acked.get(p["ip"], set())
@@ -257,6 +262,33 @@ def measure(pr, peers):
                 lost = [z for z in tried[p["ip"]] if z not in got and z > p["lo"]]
                 if lost:
                     p["hi"] = min(p["hi"], min(lost))
+
+
+def measure(pr, peers):
+    """Narrow each peer's path MTU; then the smallest size taken for lost is sent again and waited
+    for longer: on a busy host an answer can miss a round's short wait, and a path must not be
+    called narrow for that. One that comes now reopens the search above it."""
+    floor, points = CFG.get("floor", 576), CFG.get("points", 32)
+    wait, copies = CFG.get("wait", 0.2), CFG.get("copies", 2)
+    for i, p in enumerate(peers):
+        p.update(sport=pr.lo_port + i, lo=floor - 1, hi=p["iface_mtu"] + 1, rounds=0, sent=0, rechecked=0)
+    active = [p for p in peers if not p.get("error")]
+    for _ in range(CFG.get("rechecks", 3)):
+        narrow(pr, active, floor, points, wait, copies)
+        doubtful = [p for p in active if floor <= p["hi"] <= p["iface_mtu"]]
+        if not doubtful:
+            return
+        tried = {p["ip"]: [p["hi"]] for p in doubtful}
+        for p in doubtful:
+            p["rechecked"] += 1
+        send_sizes(pr, doubtful, tried, copies)
+        await_acks(pr, doubtful, tried, CFG.get("recheck_wait", 1.0))
+        with pr.lock:
+            late = [p for p in doubtful if p["hi"] in pr.acked.get(p["ip"], set())]
+        if not late:
+            return
+        for p in late:
+            p["lo"], p["hi"] = p["hi"], p["iface_mtu"] + 1
 
 
 def main():
