@@ -12,13 +12,23 @@ from labctl.spec import LabSpec
 from labctl.ssh import Host, background, fan_out, split_results
 from labctl.wait import WaitTimeout, wait_until
 
-from . import firewall, pmtu, rules
-from .evidence import DEFAULT_DATA_PORT, SPORT_BASE, Evidence, HostFacts, Probe, plan_probes, read_captures
+from . import firewall, pmtu, rules, trace
+from .evidence import (
+    DEFAULT_DATA_PORT,
+    SPORT_BASE,
+    SPORT_LAST,
+    Evidence,
+    HostFacts,
+    Probe,
+    copies_for,
+    plan_probes,
+    read_captures,
+)
 from .runner import WireJob, barrier, signal_file
 from .target import Target
 
 READY_TIMEOUT = 8.0
-GAP = 0.15  # between the two copies of each probe
+ROUND_GAP = 0.01  # between two rounds of copies (one copy of every probe group per round)
 # Overlay peers missing at first are read again for this long before they are called broken:
 # right after `up` or a re-join they appear within seconds.
 RECHECK = 5.0
@@ -100,21 +110,28 @@ def _probe(target: Target, ev: Evidence, plan: list[Probe], port: int, wait: flo
     """Run a probe plan: every involved host captures, then all send at once; fill the probes in."""
     spec, hosts = target.spec, target.hosts
     involved = sorted({p.src for p in plan} | {p.dst for p in plan})
+    rounds = max((p.copies for p in plan), default=1)
     jobs: list[WireJob] = []
     for name in involved:
         mine = [p for p in plan if p.src == name]
         config: dict[str, Any] = {
             "mode": "probe", "me": spec.host(name).ip, "iface": "", "data_ports": [port],
-            "peers": [h.ip for h in spec.hosts if h.name != name],
-            "send": [{"id": p.id, "dst": p.dst_ip, "proto": p.proto, "port": p.port, "sport": p.sport,
+            "peers": [h.ip for h in spec.hosts if h.name != name], "sports": [SPORT_BASE, SPORT_LAST],
+            "send": [{"id": p.id, "dst": p.dst_ip, "proto": p.proto, "port": p.port, "sports": list(p.sports),
                       "vxlan": p.port == port and p.proto == "udp"} for p in mine],
-            "expect": [{"src": p.src_ip, "proto": p.proto, "sport": p.sport} for p in plan if p.dst == name],
-            "go_file": signal_file("go"), "stop_file": signal_file("stop"), "wait": wait, "attempts": 2,
-            "gap": GAP,
+            "expect": [{"src": p.src_ip, "proto": p.proto, "sports": list(p.sports)} for p in plan if p.dst == name],
+            "go_file": signal_file("go"), "stop_file": signal_file("stop"), "sent_file": signal_file("sent"),
+            "wait": wait, "round_gap": ROUND_GAP,
         }
         jobs.append(WireJob(hosts[name], config, timeout=30).start())
+    sending = wait + rounds * ROUND_GAP
+    tracers = [WireJob(hosts[name], trace.tracer_config(
+        [s for p in plan if name in (p.src, p.dst) for s in p.sports],
+        {"go_file": signal_file("go"), "stop_file": signal_file("stop"), "sent_file": signal_file("sent")},
+        READY_TIMEOUT + sending + 5, sending + 0.3), timeout=30, script="nfttrace.py").start() for name in involved]
     local_before = firewall.local_counters() if target.path_here else {}
-    with barrier(jobs, "go_file", READY_TIMEOUT, stop_key="stop_file", settle_timeout=wait + GAP + 1.0):
+    with barrier(jobs + tracers, "go_file", READY_TIMEOUT, stop_key="stop_file", sent_key="sent_file",
+                 settle_timeout=sending + 1.0):
         pass  # the probes go out once every capture is open
     local_after = firewall.local_counters() if local_before else {}
     packets, send_errors = {}, {}
@@ -122,23 +139,52 @@ def _probe(target: Target, ev: Evidence, plan: list[Probe], port: int, wait: flo
         if job.result is None or not job.result.get("go"):
             ev.probe_errors[job.host.name] = job.error or "the probe never started (no go signal)"
             continue
+        if job.result.get("capture_error"):  # its capture ended early: what it saw is not the whole story
+            ev.probe_errors[job.host.name] = f"the capture stopped early: {job.result['capture_error']}"
+            continue
         packets[job.host.name] = job.result["packets"]
         errors = job.result.get("send_errors")
         send_errors[job.host.name] = {str(k): str(v) for k, v in errors.items()} if isinstance(errors, dict) else {}
+        missed = sum(n for n in (job.result.get("capture_drops"), job.result.get("undecoded")) if isinstance(n, int))
+        if missed > 0:  # packets its capture could not keep or read: no loss is told from its side
+            ev.capture_drops[job.host.name] = ev.capture_drops.get(job.host.name, 0) + missed
         ev.rule_hits += firewall.hits_from_saves(job.host.name, job.result)
     read_captures(plan, packets, send_errors)
+    for tracer in tracers:
+        name, result = tracer.host.name, tracer.result or {}
+        if result.get("ok"):
+            ev.traced[name] = ""
+            ev.verdicts += trace.verdicts(name, spec.host(name).ip, plan, result)
+        elif ev.traced.get(name) != "":
+            ev.traced[name] = str(result.get("error") or tracer.error or "the trace never reported")
     if local_before:
         ev.path_rule_hits += firewall.delta("this machine", local_before, local_after)
 
 
-def gather_evidence(target: Target, focus: str | None = None, wait: float = 0.5) -> Evidence:
+def first_sport(needed: int, step: int, now: float) -> int:
+    """Where this run's source ports start: another place each second, round the range. A TCP probe
+    that reused a 4-tuple of a run seconds before would meet the receiver's conntrack entry of that
+    run, and a stateful firewall (ufw's `--ctstate INVALID -j DROP`) could drop it for that alone."""
+    places = (SPORT_LAST + 1 - SPORT_BASE - needed) // step + 1
+    return SPORT_BASE + step * (int(now) % places) if places > 1 else SPORT_BASE
+
+
+def gather_evidence(target: Target, focus: str | None = None, wait: float = 0.3) -> Evidence:
     """Facts and probes run at the same time; the probes assume UDP 4789 for VXLAN and are
-    repeated for the swarm's data path port when the facts say it differs."""
+    repeated for the swarm's data path port when the facts say it differs. `wait`: how long the
+    hosts keep capturing, once every host has sent, for what has not come yet (answers between
+    hosts of one network take milliseconds)."""
     start = time.monotonic()
     spec, hosts = target.spec, target.hosts
     stubs = {h.name: HostFacts(name=h.name, ip=h.ip, role=h.role) for h in spec.hosts}
     ev = Evidence(lab=spec.name, focus=focus, data_port=DEFAULT_DATA_PORT, hosts=stubs)
-    plan = plan_probes(stubs, focus, DEFAULT_DATA_PORT)
+    groups = plan_probes(stubs, focus, DEFAULT_DATA_PORT, copies=1)
+    # room for a second data path group per pair, should the swarm use another port than 4789
+    slots = len(groups) + len({(p.src, p.dst) for p in groups})
+    copies = copies_for(slots)
+    plan = plan_probes(stubs, focus, DEFAULT_DATA_PORT, copies=copies,
+                       first_sport=first_sport(slots * copies, copies, time.time()))
+    first = plan[-1].sports[-1] + 1 if plan else SPORT_BASE
     facts_future = background(lambda: gather_facts(spec, hosts))
     pmtu_future = background(lambda: pmtu.measure(spec, hosts, focus))
     _probe(target, ev, plan, DEFAULT_DATA_PORT, wait)
@@ -149,9 +195,9 @@ def gather_evidence(target: Target, focus: str | None = None, wait: float = 0.5)
     if port != DEFAULT_DATA_PORT:
         ev.data_port = port
         plan = [p for p in plan if not (p.proto == "udp" and p.port == DEFAULT_DATA_PORT)]
-        extra = [p for p in plan_probes(stubs, focus, port) if p.proto == "udp" and p.port == port]
-        for i, p in enumerate(extra):
-            p.id, p.sport = 1000 + i, SPORT_BASE + 150 + i
+        extra = [p for p in plan_probes(stubs, focus, port, copies=copies) if p.proto == "udp" and p.port == port]
+        for i, p in enumerate(extra):  # source ports after the first plan's: never mistaken for its copies
+            p.id, p.sport = 1000 + i, first + i * copies
         _probe(target, ev, extra, port, wait)
         plan += extra
     # probes of unreachable hosts say nothing more than host-unreachable does

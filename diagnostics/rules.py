@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from labctl.facts.dataplane import unreached
 
+from . import verdict
 from .evidence import Evidence, HostFacts, PathMtu, Probe, RuleHit
 from .firewall import counted, describe, matches
 
@@ -30,6 +32,8 @@ class Finding:
     direction: str | None = None  # inbound / outbound, as seen from `host`
     where: str | None = None  # sender / path / receiver
     rule: str | None = None
+    loss: float | None = None  # lossy: the share of packets lost there (0.5 = half)
+    icmp: dict[str, Any] | None = None  # a rejection's ICMP error: from (its source address), type, code, meaning
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -366,122 +370,276 @@ def gossip(ev: Evidence) -> list[Finding]:
 
 # ---------------------------------------------------------------- packets
 
-def _hits_for(ev: Evidence, host: str, probe: Probe, reply: bool = False) -> list[RuleHit]:
-    return [r for r in ev.rule_hits if r.host == host and matches(r.rule, probe, reply)]
+# Chains a probe does not cross on the host that sends it, and on the host that receives it.
+_NOT_ON_SENDER = ("INPUT", "PREROUTING", "FORWARD")
+_NOT_ON_RECEIVER = ("OUTPUT", "POSTROUTING", "FORWARD")
+
+
+def _hits_for(ev: Evidence, host: str, probe: Probe, reply: bool = False,
+              skip: tuple[str, ...] = ()) -> list[RuleHit]:
+    return [r for r in ev.rule_hits if r.host == host and r.chain not in skip and matches(r.rule, probe, reply)]
 
 
 def _path_hits(ev: Evidence, probe: Probe, reply: bool = False) -> list[RuleHit]:
     return [r for r in ev.path_rule_hits if matches(r.rule, probe, reply) and not r.rule.startswith("-P ")]
 
 
-ICMP_CODES = {0: "net unreachable", 1: "host unreachable", 3: "port unreachable", 9: "net prohibited",
-              10: "host prohibited", 13: "administratively prohibited"}
+ICMP_CODES = {0: "net unreachable", 1: "host unreachable", 2: "protocol unreachable", 3: "port unreachable",
+              4: "fragmentation needed", 6: "destination network unknown", 7: "destination host unknown",
+              9: "net prohibited", 10: "host prohibited", 13: "administratively prohibited"}
+
+
+def _icmp_parts(kind: str) -> tuple[int, int, str] | None:
+    """'icmp-3/13' or 'icmp-3/13 from 192.168.60.1' as (type, code, source)."""
+    try:
+        head, _, source = kind.partition(" from ")
+        t, c = head.split("-", 1)[1].split("/")
+        return int(t), int(c), source
+    except (IndexError, ValueError):
+        return None
 
 
 def _icmp_text(kind: str) -> str:
-    try:
-        t, c = kind.split("-", 1)[1].split(" ")[0].split("/")
-        return f"ICMP type {t} code {c} ({ICMP_CODES.get(int(c), 'unreachable')})"
-    except (IndexError, ValueError):
+    parts = _icmp_parts(kind)
+    if parts is None:
         return kind
+    t, c, _ = parts
+    return f"ICMP type {t} code {c} ({ICMP_CODES.get(c, 'unreachable') if t == 3 else 'error'})"
+
+
+def _icmp_json(kind: str, source: str) -> dict[str, Any] | None:
+    parts = _icmp_parts(kind)
+    if parts is None:
+        return None
+    t, c, said = parts
+    return {"from": said or source, "type": t, "code": c,
+            "meaning": ICMP_CODES.get(c, "unreachable") if t == 3 else "error"}
+
+
+def _share(part: int, whole: int, what: str = "copies") -> str:
+    return f"{part} of {whole} {what} ({round(100 * part / whole)}%)" if whole else f"{part} {what}"
+
+
+def probe_groups(ev: Evidence) -> list[dict[str, Any]]:
+    """Each probe group's counts and loss. A UDP datagram that arrived but that a rule on the receiver
+    dropped is lost too: nothing answers UDP, so only the trace (or a counter) tells."""
+    out = []
+    for p in ev.probes:
+        group = p.summary()
+        b = ev.hosts.get(p.dst)
+        if p.proto == "udp" and group["loss"] is not None and b is not None:
+            decided = verdict.receiver(ev, p, b.underlay())
+            stopped = 0 if decided is None or not decided.certain else \
+                (decided.stopped if decided.stopped is not None else p.received)
+            group["loss"] = round(1 - (p.received - min(p.received, stopped)) / p.copies, 3)
+        out.append(group)
+    return out
 
 
 def probe_findings(ev: Evidence) -> list[Finding]:
     out = []
     for p in ev.probes:
-        f = classify(p, ev)
-        if f is not None:
-            out.append(f)
+        out += classify(p, ev)
     return out
 
 
-def classify(p: Probe, ev: Evidence) -> Finding | None:
-    """Where one probe died, if it did."""
+def classify(p: Probe, ev: Evidence) -> list[Finding]:
+    """Where a probe group's packets died, all of them (a cut) or some (a loss), if they did."""
     a, b = ev.hosts.get(p.src), ev.hosts.get(p.dst)
     if a is None or b is None or p.left_sender is None:
-        return None
+        return []
     common: dict[str, Any] = {"port": p.port, "proto": p.proto}
     what = f"{p.label} ({p.purpose})"
-    fix_open = (f"allow {p.proto.upper()} {p.port} from {p.src} ({p.src_ip}) to {p.dst} ({p.dst_ip})")
-    # 1. never left the sender: its own firewall (OUTPUT)
+    n = p.copies  # 0: evidence recorded before copies were counted (no loss can be told)
+    out: list[Finding] = []
+    # 1. the sender's own firewall (OUTPUT): every copy refused, or some
+    d = verdict.sender(ev, p)
+    rule = d.rule if d is not None else None
+    refused = (f"; its kernel refused {_share(p.send_failed, n) if n else 'it'}"
+               f"{' with ' + p.send_error if p.send_error else ''} (the host's own firewall, OUTPUT)"
+               if p.send_error else "")
+    because = f"; {d.evidence}" if d is not None else ""
+    if not p.left_sender and d is None and not p.send_error:
+        # its kernel took every copy (a firewall on the way out refuses with EPERM), yet neither
+        # capture saw one: not evidence enough to blame anything
+        return [Finding("probe-failed", "warning", p.src, f"{what} from {p.src} to {p.dst} was seen by neither capture",
+                        f"{p.src}'s kernel sent {'every copy' if n else 'it'} without an error, yet {p.src}'s capture "
+                        f"did not see it leave and {p.dst}'s did not see it arrive",
+                        f"run `labctl diagnose` again; if this stays, look for a traffic-control (tc) drop on {p.src}",
+                        peer=p.dst, direction="outbound", where="sender", **common)]
     if not p.left_sender:
-        hits = _hits_for(ev, p.src, p)
-        rule = "; ".join(describe(h) for h in hits) or None
-        reject = any(h.target == "REJECT" for h in hits)
-        return Finding("port-rejected" if reject else "port-dropped", "error", p.src,
-                       f"{p.src} cannot send {what} to {p.dst}: its own firewall stops it",
-                       f"not seen leaving {p.src}'s interface" + (f"; send error: {p.send_error}" if p.send_error
-                                                                 else "") + (f"; {counted(hits)}" if hits else ""),
-                       f"remove the rule on {p.src}" if rule else fix_open,
-                       peer=p.dst, direction="outbound", where="sender", rule=rule, **common)
-    # 2. left but never arrived: the path
+        return [Finding("port-rejected" if d is not None and d.reject else "port-dropped", "error", p.src,
+                        f"{p.src} cannot send {what} to {p.dst}: its own firewall stops it",
+                        f"not seen leaving {p.src}'s interface{refused}{because}",
+                        d.fix if d is not None else
+                        f"allow {p.proto.upper()} {p.port} out of {p.src} to {p.dst} ({p.dst_ip})",
+                        peer=p.dst, direction="outbound", where="sender", rule=rule, **common)]
+    if n and p.left < n and (p.send_failed or not ev.capture_drops.get(p.src)):
+        lost = n - p.left
+        out.append(Finding("lossy", "warning", p.src,
+                           f"{p.src} sends only part of {what} to {p.dst}: {round(100 * lost / n)}% never leaves",
+                           f"{_share(p.left, n)} seen leaving {p.src}'s interface{refused}{because}",
+                           f"remove or correct the rule on {p.src}" if rule else
+                           f"look for a rate limit or a random match in {p.src}'s OUTPUT rules",
+                           peer=p.dst, direction="outbound", where="sender", rule=rule, loss=round(lost / n, 3),
+                           **common))
+    # 2. the path: left, never arrived (or only some did)
     if p.arrived is False:
+        return [*out, _path_stop(p, ev, what, common)]
+    if p.arrived is None:
+        return out
+    if n and p.received < p.left and not ev.capture_drops.get(p.dst):
+        lost = p.left - p.received
         hits = _path_hits(ev, p)
         rule = "; ".join(describe(h) for h in hits) or None
-        icmp = f"; {_icmp_text(p.third_party_icmp)}" if p.third_party_icmp else ""
-        return Finding("path-drop", "error", p.dst,
-                       f"{what} from {p.src} never reaches {p.dst}: something between the hosts drops it",
-                       f"seen leaving {p.src}, never seen on {p.dst}'s interface{icmp}"
-                       + (f"; on the path: {counted(hits)}" if hits else ""),
-                       ("remove the rule on the path: " + rule) if rule else
-                       f"open {p.proto.upper()} {p.port} from {p.src_ip} to {p.dst_ip} in the network between "
-                       "them (cloud security group, host bridge firewall, switch ACL)",
-                       peer=p.src, direction="inbound", where="path", rule=rule, **common)
-    if p.arrived is None:
-        return None
-    # 3. arrived: did the receiver's firewall stop it?
-    hits = _hits_for(ev, p.dst, p)
+        icmp = (f"; {p.third_party_icmp.split(' from ')[-1]} answered {p.path_icmp} of them with "
+                f"{_icmp_text(p.third_party_icmp)}" if p.third_party_icmp else "")
+        out.append(Finding("lossy", "warning", p.dst,
+                           f"{what} from {p.src} to {p.dst} loses {round(100 * lost / p.left)}% of its packets "
+                           "between the hosts",
+                           f"{p.left} copies left {p.src}, {_share(p.received, p.left, 'arrived')} on {p.dst}'s "
+                           f"interface{icmp}" + (f"; on the path: {counted(hits)}" if hits else ""),
+                           ("remove or correct the rule on the path: " + rule) if rule else
+                           f"find the lossy link, or the rate limit, between {p.src_ip} and {p.dst_ip}",
+                           peer=p.src, direction="inbound", where="path", rule=rule, loss=round(lost / p.left, 3),
+                           icmp=_icmp_json(p.third_party_icmp, "") if p.third_party_icmp else None, **common))
+    # 3. arrived: did the receiver's firewall stop it (all, or some)? and did the answers get back?
+    return out + _receiver(p, ev, b, what, common)
+
+
+def _path_stop(p: Probe, ev: Evidence, what: str, common: dict[str, Any]) -> Finding:
+    """No copy arrived: dropped on the path, or rejected there (an ICMP error from a third address)."""
+    hits = _path_hits(ev, p)
     rule = "; ".join(describe(h) for h in hits) or None
-    if hits:
-        reject = any(h.target == "REJECT" for h in hits)
-        answer = p.receiver_reply or "nothing"
-        if reject:
-            how = _icmp_text(p.receiver_reply) if p.receiver_reply.startswith("icmp") else \
-                ("a TCP reset" if p.receiver_reply == "rst" else answer)
-            return Finding("port-rejected", "error", p.dst, f"{p.dst} rejects {what} from {p.src}",
-                           f"arrived on {p.dst}'s interface, answered with {how}; {counted(hits)}",
-                           f"remove the rule on {p.dst}, or insert an ACCEPT before it: {fix_open}",
-                           peer=p.src, direction="inbound", where="receiver", rule=rule, **common)
-        return Finding("port-dropped", "error", p.dst, f"{p.dst}'s firewall drops {what} from {p.src}",
-                       f"arrived on {p.dst}'s interface, no answer; {counted(hits)}",
-                       f"remove the rule on {p.dst}, or insert an ACCEPT before it: {fix_open}",
-                       peer=p.src, direction="inbound", where="receiver", rule=rule, **common)
+    on_path = f"; on the path: {counted(hits)}" if hits else ""
+    left = f" ({p.left} of {p.copies} copies)" if p.copies else ""
+    if p.third_party_icmp:
+        icmp = _icmp_json(p.third_party_icmp, "") or {}
+        by = icmp.get("from", "?")
+        answered = f" {p.path_icmp} of the {p.left} copies" if p.copies else " it"
+        return Finding("port-rejected", "error", p.dst,
+                       f"{what} from {p.src} to {p.dst} is rejected on the path, by {by}",
+                       f"seen leaving {p.src}{left}, never seen on {p.dst}'s interface; {by} answered{answered} "
+                       f"with {_icmp_text(p.third_party_icmp)}"
+                       + (" (ICMP errors are rate-limited)" if p.path_icmp < p.left else "")
+                       + on_path,
+                       ("remove the rule on the path: " + rule) if rule else
+                       f"open {p.proto.upper()} {p.port} from {p.src_ip} to {p.dst_ip} on {by} (the firewall or "
+                       "router that answers in the name of the path)",
+                       peer=p.src, direction="inbound", where="path", rule=rule, icmp=icmp or None, **common)
+    return Finding("path-drop", "error", p.dst,
+                   f"{what} from {p.src} never reaches {p.dst}: something between the hosts drops it",
+                   f"seen leaving {p.src}{left}, never seen on {p.dst}'s interface" + on_path,
+                   ("remove the rule on the path: " + rule) if rule else
+                   f"open {p.proto.upper()} {p.port} from {p.src_ip} to {p.dst_ip} in the network between "
+                   "them (cloud security group, host bridge firewall, switch ACL)",
+                   peer=p.src, direction="inbound", where="path", rule=rule, **common)
+
+
+def _receiver(p: Probe, ev: Evidence, b: HostFacts, what: str, common: dict[str, Any]) -> list[Finding]:
+    n = p.copies
+    got = f"{p.received} of {n} copies arrived on {p.dst}'s interface" if n else f"arrived on {p.dst}'s interface"
+    answer_icmp = _icmp_json(p.receiver_reply, p.dst_ip) if p.receiver_reply.startswith("icmp") else None
+    decided = verdict.receiver(ev, p, b.underlay())
+    if decided is not None:
+        return _receiver_decided(p, ev, decided, what, got, answer_icmp, common)
     if p.proto == "tcp":
         if p.receiver_reply == "rst":
             if not b.swarm_active:
-                return None  # explained by docker-down / not-in-swarm
-            return Finding("port-closed", "error", p.dst, f"nothing listens on {what} on {p.dst}",
-                           f"SYN arrived, {p.dst} answered with a TCP reset (no firewall rule counted it)",
-                           f"check that dockerd on {p.dst} listens on {p.port} (`ss -ltn`)",
-                           peer=p.src, direction="inbound", where="receiver", **common)
-        if p.receiver_reply.startswith("icmp"):
-            return Finding("port-rejected", "error", p.dst, f"{p.dst} rejects {what} from {p.src}",
-                           f"SYN arrived, answered with {_icmp_text(p.receiver_reply)}",
-                           f"remove the rejecting rule on {p.dst}", peer=p.src, direction="inbound",
-                           where="receiver", **common)
+                return []  # explained by docker-down / not-in-swarm
+            return [Finding("port-closed", "error", p.dst, f"nothing listens on {what} on {p.dst}",
+                            f"SYN arrived, {p.dst} answered with a TCP reset (no firewall rule counted it)",
+                            f"check that dockerd on {p.dst} listens on {p.port} (`ss -ltn`)",
+                            peer=p.src, direction="inbound", where="receiver", **common)]
+        if answer_icmp:
+            return [Finding("port-rejected", "error", p.dst, f"{p.dst} rejects {what} from {p.src}",
+                            f"SYN arrived, answered with {_icmp_text(p.receiver_reply)}",
+                            f"remove the rejecting rule on {p.dst}", peer=p.src, direction="inbound",
+                            where="receiver", icmp=answer_icmp, **common)]
         if not p.receiver_reply:
-            return Finding("port-dropped", "error", p.dst, f"{p.dst} silently drops {what} from {p.src}",
-                           "SYN arrived on the interface, no answer left the host (no iptables rule counted it: "
-                           "nftables, rp_filter or a socket filter)",
-                           f"check `nft list ruleset` on {p.dst}", peer=p.src, direction="inbound",
-                           where="receiver", **common)
-        if not p.reply_arrived:
-            hits = _path_hits(ev, p, reply=True)
-            rule = "; ".join(describe(h) for h in hits) or None
-            return Finding("path-drop", "error", p.src,
-                           f"the answer to {what} from {p.dst} never reaches {p.src}",
-                           f"{p.receiver_reply} left {p.dst}, never seen on {p.src}'s interface"
-                           + (f"; on the path: {counted(hits)}" if hits else ""),
-                           f"open the return path from {p.dst_ip}:{p.port} to {p.src_ip}",
-                           peer=p.dst, direction="inbound", where="path", rule=rule, **common)
-        return None
+            own = _hits_for(ev, p.dst, p, reply=True, skip=_NOT_ON_SENDER)  # its OUTPUT stops the answer
+            if own:
+                reject = any(h.target == "REJECT" for h in own)
+                return [Finding("port-rejected" if reject else "port-dropped", "error", p.dst,
+                                f"{p.dst} cannot answer {what} from {p.src}: its own firewall stops the answer",
+                                f"{got}, no answer seen leaving; {counted(own)}", f"remove the rule on {p.dst}",
+                                peer=p.src, direction="outbound", where="sender",
+                                rule="; ".join(describe(h) for h in own), **common)]
+            return [Finding("port-dropped", "error", p.dst, f"{p.dst} silently drops {what} from {p.src}",
+                            "SYN arrived on the interface, no answer left the host (no iptables rule counted it: "
+                            "nftables, rp_filter or a socket filter)",
+                            f"check `nft list ruleset` on {p.dst}", peer=p.src, direction="inbound",
+                            where="receiver", **common)]
+        out = []
+        if n and p.answered < p.received and not ev.capture_drops.get(p.dst):
+            out.append(_receiver_lossy(p, what, f"{got}, {_share(p.answered, p.received, 'answered')} (no iptables "
+                                       "rule counted the others: nftables, a rate limit, or a full SYN queue)",
+                                       f"check `nft list ruleset` and the listener's backlog on {p.dst}", None,
+                                       p.received - p.answered, common))
+        return out + _return_path(p, ev, what, common)
     # UDP: arrival is the proof. An ICMP port unreachable with no rule means nothing listens.
-    if p.receiver_reply.startswith("icmp") and b.swarm_active and p.port == 7946:
-        return Finding("port-closed", "error", p.dst, f"nothing listens on {what} on {p.dst}",
-                       f"datagram arrived, {p.dst} answered {_icmp_text(p.receiver_reply)} with no rule counting it",
-                       f"check that dockerd on {p.dst} listens on UDP 7946 (`ss -lun`)",
-                       peer=p.src, direction="inbound", where="receiver", **common)
-    return None
+    if answer_icmp and b.swarm_active and p.port == 7946:
+        return [Finding("port-closed", "error", p.dst, f"nothing listens on {what} on {p.dst}",
+                        f"datagram arrived, {p.dst} answered {_icmp_text(p.receiver_reply)} with no rule counting it",
+                        f"check that dockerd on {p.dst} listens on UDP 7946 (`ss -lun`)",
+                        peer=p.src, direction="inbound", where="receiver", **common)]
+    return []
+
+
+def _receiver_lossy(p: Probe, what: str, evidence: str, fix: str, rule: str | None, lost: int,
+                    common: dict[str, Any]) -> Finding:
+    share = lost / p.received if p.received else 0.0
+    return Finding("lossy", "warning", p.dst,
+                   f"{p.dst} drops {round(100 * share)}% of {what} from {p.src}", evidence, fix,
+                   peer=p.src, direction="inbound", where="receiver", rule=rule, loss=round(share, 3), **common)
+
+
+def _return_path(p: Probe, ev: Evidence, what: str, common: dict[str, Any]) -> list[Finding]:
+    """TCP: the receiver answered; did its answers get back to the sender (all, some, none)?"""
+    hits = _path_hits(ev, p, reply=True)
+    rule = "; ".join(describe(h) for h in hits) or None
+    on_path = f"; on the path: {counted(hits)}" if hits else ""
+    if not p.reply_arrived:
+        return [Finding("path-drop", "error", p.src,
+                        f"the answer to {what} from {p.dst} never reaches {p.src}",
+                        f"{p.receiver_reply} left {p.dst}, never seen on {p.src}'s interface" + on_path,
+                        f"open the return path from {p.dst_ip}:{p.port} to {p.src_ip}",
+                        peer=p.dst, direction="inbound", where="path", rule=rule, **common)]
+    if p.copies and p.answers_back < p.answered and not ev.capture_drops.get(p.src):
+        lost = p.answered - p.answers_back
+        return [Finding("lossy", "warning", p.src,
+                        f"{round(100 * lost / p.answered)}% of the answers to {what} from {p.dst} never reach "
+                        f"{p.src}",
+                        f"{p.answered} answers left {p.dst}, {_share(p.answers_back, p.answered, 'arrived')} on "
+                        f"{p.src}'s interface" + on_path,
+                        ("remove or correct the rule on the path: " + rule) if rule else
+                        f"find the lossy link, or the rate limit, between {p.dst_ip} and {p.src_ip}",
+                        peer=p.dst, direction="inbound", where="path", rule=rule,
+                        loss=round(lost / p.answered, 3), **common)]
+    return []
+
+
+def _receiver_decided(p: Probe, ev: Evidence, d: verdict.Decision, what: str, got: str,
+                      answer_icmp: dict[str, Any] | None, common: dict[str, Any]) -> list[Finding]:
+    """A firewall on the receiver stopped the probe's copies: all of them, some (a loss), or maybe."""
+    where: dict[str, Any] = {"peer": p.src, "direction": "inbound", "where": "receiver", "rule": d.rule, **common}
+    if not d.certain:
+        return [Finding("port-dropped", "warning", p.dst, f"{p.dst}'s firewall may drop {what} from {p.src}",
+                        f"{got}; {d.evidence}", d.fix, **where)]
+    if p.copies and d.stopped is not None and 0 < d.stopped < p.received:
+        share = d.stopped / p.received
+        lossy = Finding("lossy", "warning", p.dst, f"{p.dst} drops {round(100 * share)}% of {what} from {p.src}",
+                        f"{got}, " + (_share(p.answered, p.received, "answered") if p.proto == "tcp" else
+                                      f"{d.stopped} stopped by its firewall") + f"; {d.evidence}",
+                        f"remove or correct the rule on {p.dst}", loss=round(share, 3), **where)
+        return [lossy, *(_return_path(p, ev, what, common) if p.proto == "tcp" and p.answered else [])]
+    if d.reject:
+        how = _icmp_text(p.receiver_reply) if answer_icmp else \
+            ("a TCP reset" if p.receiver_reply == "rst" else p.receiver_reply or "nothing")
+        return [Finding("port-rejected", "error", p.dst, f"{p.dst} rejects {what} from {p.src}",
+                        f"{got}, answered with {how}; {d.evidence}", d.fix, icmp=answer_icmp, **where)]
+    return [Finding("port-dropped", "error", p.dst, f"{p.dst}'s firewall drops {what} from {p.src}",
+                    f"{got}, no answer; {d.evidence}", d.fix, **where)]
 
 
 # ---------------------------------------------------------------- root cause
@@ -489,7 +647,7 @@ def classify(p: Probe, ev: Evidence) -> Finding | None:
 PRIORITY = [
     "host-unreachable", "docker-down", "kernel-missing-vxlan", "advertise-addr-not-local",
     "advertise-addr-duplicate", "advertise-addr-wrong-interface", "port-dropped",
-    "port-closed", "not-in-swarm", "mtu-too-small", "path-mtu-too-small", "mtu-mismatch",
+    "port-closed", "not-in-swarm", "lossy", "mtu-too-small", "path-mtu-too-small", "mtu-mismatch",
     "subnet-overlap", "gossip-broken", "converging", "data-path-port",
     "kernel-missing-esp", "kernel-missing-ipvs", "probe-failed",
 ]
@@ -497,8 +655,8 @@ PRIORITY = [
 
 def _rank(f: Finding) -> tuple[int, int, int]:
     """Severity, then what breaks most: the host itself, then 2377 (joins), 7946 (gossip), the data path."""
-    port_rank = {2377: 0, 7946: 1}.get(f.port or 0, 2) if f.code in ("port-dropped", "port-rejected", "path-drop") \
-        else 0
+    port_rank = {2377: 0, 7946: 1}.get(f.port or 0, 2) \
+        if f.code in ("port-dropped", "port-rejected", "path-drop", "lossy") else 0
     code = "port-dropped" if f.code in ("port-rejected", "path-drop") else f.code
     return SEVERITIES.index(f.severity), PRIORITY.index(code) if code in PRIORITY else 99, port_rank
 
@@ -523,18 +681,32 @@ def root_cause(findings: list[Finding]) -> str:
         7946: "nodes cannot gossip: they may show Ready, but containers on other hosts are unknown "
               "(names do not resolve, pings fail)",
     }
-    if top.code in ("port-dropped", "port-rejected", "path-drop"):
-        effect = consequences.get(top.port or 0, "overlay traffic (VXLAN) between the hosts is lost: containers "
-                                  "on different hosts cannot reach each other, though the nodes look Ready")
+    shared = [f for f in bad if top.rule and f.rule == top.rule]
+    if len({(f.port, f.proto) for f in shared}) > 1:
+        text = _one_rule(top, shared, consequences)
+    elif top.code in ("port-dropped", "port-rejected", "path-drop"):
+        effect = consequences.get(top.port or 0, VXLAN_LOST)
         pairs = sorted({f"{f.peer} -> {f.host}" if f.direction == "inbound" else f"{f.host} -> {f.peer}"
                         for f in same if f.port == top.port})
         verb = {"port-dropped": "dropped", "port-rejected": "rejected", "path-drop": "dropped"}[top.code]
+        if top.icmp and top.where == "path":
+            verb += f" by {top.icmp['from']} (ICMP type {top.icmp['type']} code {top.icmp['code']}, " \
+                    f"{top.icmp['meaning']})"
         text = (f"Most likely cause: {port} is {verb} {where.get(top.where or '', '')} ({', '.join(pairs)}). "
                 f"So {effect}. {_cap(top.fix)}.")
     elif top.code == "path-mtu-too-small":
         pairs = sorted({f"{f.peer} -> {f.host}" for f in same})
         text = (f"Most likely cause: the network between the hosts carries smaller packets than the interfaces "
                 f"say, too small for VXLAN ({', '.join(pairs)}): {top.finding}. {_cap(top.fix)}.")
+    elif top.code == "lossy":
+        pairs = sorted({f"{f.peer} -> {f.host}" if f.direction == "inbound" else f"{f.host} -> {f.peer}"
+                        for f in same if f.port == top.port})
+        effect = {2377: "joins and the workers' sessions with the manager time out now and then",
+                  7946: "gossip misses beats: nodes may flap between Ready and Down, names resolve late"}.get(
+            top.port or 0, "containers on different hosts lose packets: their connections stall and retransmit")
+        text = (f"Most likely cause: {port} loses {round(100 * (top.loss or 0))}% of its packets "
+                f"{where.get(top.where or '', '')} ({', '.join(pairs)}), without being cut. So {effect}. "
+                f"{_cap(top.fix)}.")
     elif top.code == "docker-down":
         text = (f"Most likely cause: Docker is not running on {top.host}, so it takes no part in the swarm. "
                 f"{_cap(top.fix)}.")
@@ -543,10 +715,44 @@ def root_cause(findings: list[Finding]) -> str:
                 f"No port finding explains it. {_cap(top.fix)}.")
     else:
         text = f"Most likely cause on {top.host}: {top.finding}. {_cap(top.fix)}."
-    others = sorted({f.code for f in bad if f.code != top.code})
+    others = sorted({f.code for f in bad if f.code != top.code and f not in shared})
     if others:
         text += f" Also found: {', '.join(others)}."
     return text
+
+
+VXLAN_LOST = ("overlay traffic (VXLAN) between the hosts is lost: containers on different hosts cannot reach "
+              "each other, though the nodes look Ready")
+
+
+def _one_rule(top: Finding, shared: list[Finding], consequences: dict[int, str]) -> str:
+    """One firewall rule behind several ports' findings: named once, with every fix it takes."""
+    ports = sorted({(f.port or 0, (f.proto or "").upper()) for f in shared})
+    named = [f"{proto} {port}" for port, proto in ports]
+    said = ", ".join(named[:-1]) + " and " + named[-1]
+    pairs = sorted({f"{f.peer} -> {f.host}" if f.direction == "inbound" else f"{f.host} -> {f.peer}"
+                    for f in shared})
+    place = {"sender": f"{top.host}'s own firewall", "receiver": f"{top.host}'s firewall"}.get(
+        top.where or "", "the network between the hosts")
+    effects = sorted({consequences.get(port, VXLAN_LOST) for port, _ in ports})
+    return (f"Most likely cause: one rule in {place} stops {said} ({', '.join(pairs)}): {top.rule}. "
+            f"So {'; and '.join(effects)}. Fix: {_one_fix(top.host, shared)}.")
+
+
+def _one_fix(host: str, shared: list[Finding]) -> str:
+    """The fixes of findings that one rule caused, said once: remove the rule, or let each port through."""
+    accepts: list[str] = []
+    removals: set[str] = set()
+    for f in sorted(shared, key=lambda f: (f.port or 0, f.proto or "")):
+        head, _, removal = f.fix.partition(", or remove the rule: ")
+        head = re.sub(r" \(an (accept|ACCEPT) ahead of the drop\)$", "", head.removeprefix(f"on {host}: "))
+        accepts.append(head)
+        if removal:
+            removals.add(removal)
+    said = "; ".join(dict.fromkeys(accepts))
+    if len(removals) == 1:
+        return f"on {host}: remove the rule, {removals.pop()}; or let each port through ahead of it: {said}"
+    return f"on {host}: {said}"
 
 
 def _cap(text: str) -> str:

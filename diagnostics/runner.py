@@ -30,10 +30,12 @@ class WireJob:
     config: dict[str, Any]
     timeout: float
     on_packet: Callable[[dict[str, Any]], None] | None = None
-    script: str = "wire.py"  # which script of diagnostics/remote runs
+    script: str = "wire.py"  # or another script of diagnostics/remote that speaks the same protocol
     ready: threading.Event = field(default_factory=threading.Event)
+    sent: threading.Event = field(default_factory=threading.Event)  # probe mode: its probes are out
     settled: threading.Event = field(default_factory=threading.Event)  # probe mode: all seen
     signalled: bool = False  # its stop file was made
+    told_sent: bool = False  # its "every host has sent" file was made
     result: dict[str, Any] | None = None
     error: str = ""
     _thread: threading.Thread | None = None
@@ -41,6 +43,8 @@ class WireJob:
     def _line(self, line: str) -> None:
         if line == "READY":
             self.ready.set()
+        elif line == "SENT":
+            self.sent.set()
         elif line == "SETTLED":
             self.settled.set()
         elif line.startswith("PKT ") and self.on_packet is not None:
@@ -50,7 +54,10 @@ class WireJob:
         elif line.startswith("RESULT "):
             result = _json_object(line[7:])
             if result is None:
-                self.error = f"wire.py printed a malformed result: {line[7:87]!r}"
+                self.error = f"{self.script} printed a malformed result: {line[7:87]!r}"
+                return
+            if result.get("error"):  # it could not do its work at all (no capture socket, say)
+                self.error = str(result["error"])
                 return
             result["packets"] = packets(result)
             self.result = result
@@ -68,6 +75,7 @@ class WireJob:
             self.error = f"{type(exc).__name__}: {exc}"
         finally:
             self.ready.set()  # never leave a waiter hanging
+            self.sent.set()
             self.settled.set()
 
     def start(self) -> WireJob:
@@ -94,6 +102,9 @@ def packets(result: dict[str, Any]) -> list[dict[str, Any]]:
     if not isinstance(raw, list):
         return []
     return [p for p in raw if isinstance(p, dict) and isinstance(p.get("inner", {}), dict)]
+
+
+SETTLE_GRACE = 0.05  # s: once every host has sent, how long all may take to settle before the sent files go out
 
 
 def signal_file(tag: str) -> str:
@@ -128,12 +139,32 @@ def cleanup(jobs: list[WireJob], keys: list[str]) -> None:
                                                  for k in keys if j.config.get(k)), sudo=True, timeout=10))
 
 
+def all_sent(jobs: list[WireJob], key: str, timeout: float) -> None:
+    """Once every job has sent its probes, tell those still waiting (through their `key` file), so
+    that each keeps capturing for its reply window after the last host's probes, not after its own:
+    a host that got its go signal late is not taken for a lossy one. Nothing to tell when all settled."""
+    deadline = time.monotonic() + timeout
+    for job in jobs:
+        job.sent.wait(max(0.0, deadline - time.monotonic()))
+    grace = time.monotonic() + SETTLE_GRACE  # answers on a healthy network take milliseconds
+    for job in jobs:
+        if not job.settled.wait(max(0.0, grace - time.monotonic())):
+            break
+    if all(j.settled.is_set() for j in jobs):
+        return
+    live = [j for j in jobs if not j.error and j.result is None]
+    touch_all(live, key)
+    for job in live:
+        job.told_sent = True
+
+
 @contextmanager
 def barrier(jobs: list[WireJob], key: str, ready_timeout: float, stop_key: str = "",
-            settle_timeout: float = 0.0) -> Iterator[None]:
+            settle_timeout: float = 0.0, sent_key: str = "") -> Iterator[None]:
     """Wait until every job's capture is open, run the body (nothing, or the traffic to watch),
-    then signal every job through its `key` file (with `stop_key`: and once all have settled,
-    through that file) and wait for all; files a run did not consume are removed."""
+    then signal every job through its `key` file (with `sent_key`: and once all have sent, through
+    that file; with `stop_key`: and once all have settled, through that file) and wait for all;
+    files a run did not consume are removed."""
     deadline = time.monotonic() + ready_timeout
     interrupted = False
     try:
@@ -141,6 +172,8 @@ def barrier(jobs: list[WireJob], key: str, ready_timeout: float, stop_key: str =
             job.ready.wait(max(0.0, deadline - time.monotonic()))
         yield
         touch_all(jobs, key)
+        if sent_key:
+            all_sent(jobs, sent_key, settle_timeout)
         if stop_key:
             settle(jobs, stop_key, settle_timeout)
         for job in jobs:
@@ -154,7 +187,10 @@ def barrier(jobs: list[WireJob], key: str, ready_timeout: float, stop_key: str =
         if not interrupted:
             failed = [j for j in jobs if j.result is None]
             unread = [j for j in jobs if j.signalled and j.result is not None and not j.result.get("stopped")]
+            untold = [j for j in jobs if j.told_sent and j.result is not None and not j.result.get("sent_seen")]
             if failed:
-                cleanup(failed, [key, stop_key] if stop_key else [key])
+                cleanup(failed, [k for k in (key, stop_key, sent_key) if k])
             if unread:
                 cleanup(unread, [stop_key])
+            if untold:
+                cleanup(untold, [sent_key])

@@ -64,7 +64,8 @@ def diagnose(
     if json_out:
         print(json.dumps({"lab": lab.spec.name, "host": focus, "healthy": code == 0, "seconds": ev.seconds,
                           "data_port": ev.data_port, "findings": [f.to_json() for f in findings],
-                          "root_cause": summary, "probes": len(ev.probes)}, indent=2))
+                          "root_cause": summary, "probes": len(ev.probes),
+                          "probe_groups": rules.probe_groups(ev)}, indent=2))
     else:
         _print_findings(findings, f"diagnosis of {focus or 'lab ' + lab.spec.name} "
                                   f"({len(ev.probes)} probes, {ev.seconds:.1f} s)", fmt)

@@ -1,6 +1,13 @@
 """The rules that turn evidence into findings, fed with evidence recorded on a real lab
 (tests/data/diagnostics/*.json, saved by `labctl diagnose --save-evidence`), and with
-recorded evidence changed in one place for the codes no fault kind produces."""
+recorded evidence changed in one place for the codes no fault kind produces.
+
+Recorded with probe groups of 8 copies (lab 'probes', 192.168.70.0/24, hand-made faults):
+sender-output-drop / sender-output-reject: `iptables -I OUTPUT -d 192.168.70.12 -j DROP|REJECT` on worker-1;
+path-admin-prohibited: `iptables -I DOCKER-USER -i BR -o BR -s 192.168.70.12 -d 192.168.70.10 -p tcp
+--dport 2377 -j REJECT --reject-with icmp-admin-prohibited` on the machine whose bridge joins the nodes;
+lossy: `-m statistic --mode nth --every 2 --packet 0 -j DROP` on the manager's INPUT for SYNs to 2377 from
+worker-1, and on DOCKER-USER for UDP 4789 from worker-1 to worker-2."""
 
 from __future__ import annotations
 
@@ -12,7 +19,7 @@ import pytest
 
 from diagnostics.evidence import Evidence, Probe, RuleHit, read_captures
 from diagnostics.firewall import delta, matches
-from diagnostics.rules import analyze, exit_code, root_cause
+from diagnostics.rules import analyze, exit_code, probe_groups, root_cause
 from labctl.facts import parse_rules
 
 DATA = Path(__file__).parent.parent / "data" / "diagnostics"
@@ -216,3 +223,134 @@ def test_findings_json_shape_is_stable() -> None:
     assert {"code", "severity", "host", "peer", "port", "proto", "direction", "where", "rule", "evidence",
             "fix"} <= set(d)
     assert copy.deepcopy(d) == json.loads(json.dumps(d))
+
+
+# ------------------------------------------------- the sender's own firewall, rejections on the path, loss
+
+def _bad(ev: Evidence) -> list:
+    return [f for f in analyze(ev) if f.severity in ("error", "warning")]
+
+
+@pytest.mark.parametrize("name,code,rule", [
+    ("sender-output-drop", "port-dropped", "worker-1: filter/OUTPUT: -A OUTPUT -d 192.168.70.12/32 -j DROP"),
+    ("sender-output-reject", "port-rejected", "worker-1: filter/OUTPUT: -A OUTPUT -d 192.168.70.12/32 -j REJECT "
+                                              "--reject-with icmp-port-unreachable"),
+])
+def test_output_rule_on_the_sender_is_named_not_a_probe_failure(name: str, code: str, rule: str) -> None:
+    ev = load(name)
+    assert not ev.probe_errors
+    refused = [p for p in ev.probes if p.send_error]
+    assert {(p.src, p.dst, p.proto, p.port, p.send_error, p.send_failed, p.left) for p in refused} == {
+        ("worker-1", "worker-2", proto, port, "EPERM", 8, 0) for proto, port in (("tcp", 7946), ("udp", 7946),
+                                                                                  ("udp", 4789))}
+    # worker-2's SYNs reach worker-1, whose answers the same rule stops: that is worker-1's egress too
+    assert problems(ev) == {(code, "worker-1", "worker-2", port, proto, "outbound", "sender")
+                            for proto, port in (("tcp", 7946), ("udp", 7946), ("udp", 4789))}
+    for f in _bad(ev):
+        assert f.rule == rule
+        assert "its kernel refused 8 of 8 copies (100%) with EPERM" in f.evidence
+    # one rule behind three ports: named once, with one fix (remove it) or one accept per port
+    text = root_cause(analyze(ev))
+    assert text.startswith("Most likely cause: one rule in worker-1's own firewall stops UDP 4789, TCP 7946 and "
+                           f"UDP 7946 (worker-1 -> worker-2): {rule}. ")
+    removal = rule.split(": ", 2)[2].replace("-A OUTPUT", "-D OUTPUT")
+    assert f"Fix: on worker-1: remove the rule, `iptables {removal}`; or let each port through ahead of it: " \
+           "`iptables -I OUTPUT -p udp --dport 4789 -j ACCEPT`; `iptables -I OUTPUT -p tcp --dport 7946 -j ACCEPT`; " \
+           "`iptables -I OUTPUT -p udp --dport 7946 -j ACCEPT`." in text
+
+
+def test_admin_prohibited_from_a_third_address_is_a_rejection_on_the_path() -> None:
+    ev = load("path-admin-prohibited")
+    assert problems(ev) == {("port-rejected", "manager", "worker-2", 2377, "tcp", "inbound", "path")}
+    f = _bad(ev)[0]
+    assert f.icmp == {"from": "192.168.70.1", "type": 3, "code": 13, "meaning": "administratively prohibited"}
+    assert f.finding == "TCP 2377 (swarm control) from worker-2 to manager is rejected on the path, by 192.168.70.1"
+    assert f.rule is not None and f.rule.startswith("this machine: filter/DOCKER-USER: -A DOCKER-USER ")
+    assert f.rule.endswith("--dport 2377 -j REJECT --reject-with icmp-admin-prohibited")
+    assert "192.168.70.1 answered 3 of the 8 copies with ICMP type 3 code 13" in f.evidence
+    assert "rejected by 192.168.70.1 (ICMP type 3 code 13, administratively prohibited)" in root_cause(analyze(ev))
+    assert f.to_json()["icmp"]["from"] == "192.168.70.1"
+
+
+def test_the_same_icmp_from_the_peer_itself_is_not_the_path() -> None:
+    ev = load("path-admin-prohibited")
+    p = next(p for p in ev.probes if p.third_party_icmp)
+    p.third_party_icmp, p.path_icmp = "", 0
+    assert problems(ev) == {("path-drop", "manager", "worker-2", 2377, "tcp", "inbound", "path")}
+
+
+def test_partial_loss_is_lossy_with_its_rate_and_direction() -> None:
+    ev = load("lossy")
+    assert problems(ev) == {("lossy", "manager", "worker-1", 2377, "tcp", "inbound", "receiver"),
+                            ("lossy", "worker-2", "worker-1", 4789, "udp", "inbound", "path")}
+    found = {f.where: f for f in _bad(ev)}
+    assert {f.severity for f in found.values()} == {"warning"} and exit_code(analyze(ev)) == 1
+    assert found["receiver"].loss == found["path"].loss == 0.5
+    assert "--mode nth --every 2 --packet 0 -j DROP" in (found["receiver"].rule or "")
+    assert found["receiver"].rule.startswith("manager: filter/INPUT: ")
+    assert "8 of 8 copies arrived on manager's interface, 4 of 8 answered (50%)" in found["receiver"].evidence
+    assert found["path"].rule.startswith("this machine: filter/DOCKER-USER: ")
+    assert "8 copies left worker-1, 4 of 8 arrived (50%) on worker-2's interface" in found["path"].evidence
+    assert "TCP 2377 loses 50% of its packets on the receiving host's firewall (worker-1 -> manager)" in \
+        root_cause(analyze(ev))
+    groups = {(g["src"], g["dst"], g["proto"], g["port"]): g["loss"] for g in probe_groups(ev)}
+    assert groups.pop(("worker-1", "manager", "tcp", 2377)) == 0.5
+    assert groups.pop(("worker-1", "worker-2", "udp", 4789)) == 0.5
+    assert set(groups.values()) == {0.0}
+
+
+def test_udp_dropped_by_a_rule_on_the_receiver_counts_as_lost() -> None:
+    ev = load("lossy")
+    p = next(p for p in ev.probes if (p.src, p.dst, p.proto, p.port) == ("worker-1", "worker-2", "udp", 4789))
+    p.received = 8  # all arrived: a rule on worker-2 dropped half of them
+    rule = ("-A INPUT -s 192.168.70.11/32 -p udp -m udp --dport 4789 -m statistic --mode nth --every 2 --packet 0 "
+            "-j DROP")
+    ev.path_rule_hits = []
+    ev.rule_hits.append(RuleHit("worker-2", "iptables-save", "filter", "INPUT", rule, "DROP", 4))
+    f = next(f for f in _bad(ev) if f.port == 4789)
+    assert (f.code, f.host, f.where, f.loss, f.rule) == ("lossy", "worker-2", "receiver", 0.5,
+                                                         f"worker-2: filter/INPUT: {rule}")
+    assert next(g for g in probe_groups(ev) if g["port"] == 4789 and g["dst"] == "worker-2"
+                and g["src"] == "worker-1")["loss"] == 0.5
+
+
+def test_a_capture_that_dropped_packets_tells_no_loss() -> None:
+    ev = load("lossy")
+    ev.capture_drops["worker-2"] = 3  # its capture could not keep all: missing copies prove nothing
+    assert problems(ev) == {("lossy", "manager", "worker-1", 2377, "tcp", "inbound", "receiver")}
+
+
+def test_answers_lost_on_the_way_back() -> None:
+    ev = load("lossy")
+    p = next(p for p in ev.probes if (p.src, p.dst, p.proto, p.port) == ("worker-2", "manager", "tcp", 2377))
+    p.answers_back = 5
+    f = next(f for f in _bad(ev) if f.host == "worker-2")
+    assert (f.code, f.peer, f.direction, f.where, f.loss) == ("lossy", "manager", "inbound", "path", 0.375)
+    assert "8 answers left manager, 5 of 8 arrived (62%) on worker-2's interface" in f.evidence
+
+
+def test_some_copies_refused_by_the_senders_kernel() -> None:
+    ev = load("lossy")
+    p = next(p for p in ev.probes if (p.src, p.dst, p.proto, p.port) == ("worker-2", "worker-1", "udp", 7946))
+    p.left, p.received, p.send_failed, p.send_error = 6, 6, 2, "EPERM"
+    f = next(f for f in _bad(ev) if f.host == "worker-2")
+    assert (f.code, f.peer, f.direction, f.where, f.loss) == ("lossy", "worker-1", "outbound", "sender", 0.25)
+    assert "its kernel refused 2 of 8 copies (25%) with EPERM" in f.evidence
+
+
+def test_read_captures_counts_each_copy() -> None:
+    p = Probe(id=0, src="a", dst="b", src_ip="10.0.0.1", dst_ip="10.0.0.2", proto="tcp", port=2377,
+              purpose="swarm control", sport=47100, copies=4)
+    out = [{"dir": "out", "src": "10.0.0.1", "dst": "10.0.0.2", "proto": "tcp", "sport": s, "dport": 2377}
+           for s in (47100, 47101, 47102)]
+    arrived = [{**k, "dir": "in"} for k in out[:2]]
+    answers = [{"dir": "out", "src": "10.0.0.2", "dst": "10.0.0.1", "proto": "tcp", "sport": 2377, "dport": s,
+                "flags": "SA"} for s in (47100, 47101)]
+    back = [{**answers[0], "dir": "in"}]
+    gateway = {"dir": "in", "src": "10.0.0.254", "dst": "10.0.0.1", "proto": "icmp", "type": 3, "code": 13,
+               "quoted": {"src": "10.0.0.1", "dst": "10.0.0.2", "proto": "tcp", "sport": 47102, "dport": 2377}}
+    read_captures([p], {"a": [*out, *back, gateway], "b": [*arrived, *answers]}, {"a": {"47103": "EPERM"}})
+    assert (p.left, p.send_failed, p.send_error, p.received, p.answered, p.answers_back, p.path_icmp) == \
+        (3, 1, "EPERM", 2, 2, 1, 1)
+    assert p.third_party_icmp == "icmp-3/13 from 10.0.0.254" and p.reply_arrived == "syn-ack"
+    assert p.loss() == 0.75
