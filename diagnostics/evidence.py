@@ -270,7 +270,7 @@ def read_captures(probes: list[Probe], packets: dict[str, list[dict[str, Any]]],
         sports = set(p.sports)
         if p.src in packets:
             left = {k.get("sport") for k in sent if k.get("dir") == "out" and k.get("dst") == p.dst_ip
-                    and k.get("sport") in sports and k.get("proto") == p.proto}
+                    and k.get("sport") in sports and k.get("proto") == p.proto and k.get("dport") == p.port}
             p.left, p.left_sender = len(left), bool(left)
             refused = [e for s, e in send_errors.get(p.src, {}).items() if s.isdigit() and int(s) in sports]
             p.send_failed = len(refused)
@@ -295,7 +295,7 @@ def read_captures(probes: list[Probe], packets: dict[str, list[dict[str, Any]]],
             p.answers_back, p.path_icmp = len(back), len(third)
         if p.dst in packets:
             came = {k.get("sport") for k in recv if k.get("dir") == "in" and k.get("src") == p.src_ip
-                    and k.get("sport") in sports and k.get("proto") == p.proto}
+                    and k.get("sport") in sports and k.get("proto") == p.proto and k.get("dport") == p.port}
             p.received, p.arrived = len(came), bool(came)
             answered: set[Any] = set()
             for k in recv:
@@ -310,6 +310,5 @@ def read_captures(probes: list[Probe], packets: dict[str, list[dict[str, Any]]],
                     answered.add(quoted.get("sport"))
             p.answered = len(answered)
             if p.src in packets:  # a copy that arrived has left, whatever the sender's capture kept
-                p.left = len({k.get("sport") for k in sent if k.get("dir") == "out" and k.get("dst") == p.dst_ip
-                              and k.get("sport") in sports and k.get("proto") == p.proto} | came)
+                p.left = len(left | came)
                 p.left_sender = p.left > 0

@@ -8,17 +8,20 @@ from typing import Any
 from labctl.spec import LabSpec
 from labctl.ssh import Host
 
-from .evidence import DEFAULT_DATA_PORT, PathMtu
+from .evidence import DEFAULT_DATA_PORT, SPORT_LAST, PathMtu
 from .runner import WireJob, barrier, signal_file
 
 READY_TIMEOUT = 8.0
 SETTLE_TIMEOUT = 3.0  # a host's rounds take at most ~1 s; then each answers peers until all are done
 FLOOR = 576  # the smallest size every IPv4 path must carry
+# Its probes' source ports, after the port probes' range: a path MTU probe must never be counted
+# as a copy of a port probe (both go to the data path port over UDP).
+SPORT_BASE = SPORT_LAST + 1
 
 
 def _config(spec: LabSpec, name: str, peers: list[str], port: int) -> dict[str, Any]:
     return {"me": spec.host(name).ip, "port": port, "peers": [spec.host(p).ip for p in peers], "listen": [],
-            "floor": FLOOR, "points": 32, "wait": 0.2, "copies": 2, "max_rounds": 5,
+            "sport_base": SPORT_BASE, "floor": FLOOR, "points": 32, "wait": 0.2, "copies": 2, "max_rounds": 5,
             "go_file": signal_file("pmtu-go"), "stop_file": signal_file("pmtu-stop"), "serve": SETTLE_TIMEOUT}
 
 

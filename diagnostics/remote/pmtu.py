@@ -121,7 +121,7 @@ def probe_frame(src_mac, dst_mac, me, peer, sport, port, size):
 class Prober:
     def __init__(self):
         self.me, self.port = CFG["me"], CFG.get("port", 4789)
-        self.lo_port = CFG.get("sport_base", 47300)
+        self.lo_port = CFG.get("sport_base", 48100)
         self.lock = threading.Lock()
         self.acked = {}  # peer -> set of sizes carried
         self.icmp = {}  # peer -> (next-hop mtu, from)
