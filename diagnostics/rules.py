@@ -370,9 +370,8 @@ def gossip(ev: Evidence) -> list[Finding]:
 
 # ---------------------------------------------------------------- packets
 
-# Chains a probe does not cross on the host that sends it, and on the host that receives it.
+# Chains a probe does not cross on the host that sends it.
 _NOT_ON_SENDER = ("INPUT", "PREROUTING", "FORWARD")
-_NOT_ON_RECEIVER = ("OUTPUT", "POSTROUTING", "FORWARD")
 
 
 def _hits_for(ev: Evidence, host: str, probe: Probe, reply: bool = False,
