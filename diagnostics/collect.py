@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import asdict
 from typing import Any
@@ -106,8 +107,10 @@ def data_port(found: dict[str, HostFacts]) -> int:
     return DEFAULT_DATA_PORT
 
 
-def _probe(target: Target, ev: Evidence, plan: list[Probe], port: int, wait: float) -> None:
-    """Run a probe plan: every involved host captures, then all send at once; fill the probes in."""
+def _probe(target: Target, ev: Evidence, plan: list[Probe], port: int, wait: float,
+           sent: threading.Event | None = None) -> None:
+    """Run a probe plan: every involved host captures, then all send at once; fill the probes in.
+    `sent` is set once every host has sent its probes (or could not)."""
     spec, hosts = target.spec, target.hosts
     involved = sorted({p.src for p in plan} | {p.dst for p in plan})
     rounds = max((p.copies for p in plan), default=1)
@@ -124,6 +127,8 @@ def _probe(target: Target, ev: Evidence, plan: list[Probe], port: int, wait: flo
             "wait": wait, "round_gap": ROUND_GAP,
         }
         jobs.append(WireJob(hosts[name], config, timeout=30).start())
+    if sent is not None:
+        background(lambda: _all_sent(jobs, sent))
     sending = wait + rounds * ROUND_GAP
     tracers = [WireJob(hosts[name], trace.tracer_config(
         [s for p in plan if name in (p.src, p.dst) for s in p.sports],
@@ -161,6 +166,14 @@ def _probe(target: Target, ev: Evidence, plan: list[Probe], port: int, wait: flo
         ev.path_rule_hits += firewall.delta("this machine", local_before, local_after)
 
 
+def _all_sent(jobs: list[WireJob], sent: threading.Event) -> None:
+    try:
+        for job in jobs:
+            job.sent.wait(40)  # each job's event is set at its end too: this never waits past its timeout
+    finally:
+        sent.set()
+
+
 def first_sport(needed: int, step: int, now: float) -> int:
     """Where this run's source ports start: another place each second, round the range. A TCP probe
     that reused a 4-tuple of a run seconds before would meet the receiver's conntrack entry of that
@@ -186,8 +199,12 @@ def gather_evidence(target: Target, focus: str | None = None, wait: float = 0.3)
                        first_sport=first_sport(slots * copies, copies, time.time()))
     first = plan[-1].sports[-1] + 1 if plan else SPORT_BASE
     facts_future = background(lambda: gather_facts(spec, hosts))
-    pmtu_future = background(lambda: pmtu.measure(spec, hosts, focus))
-    _probe(target, ev, plan, DEFAULT_DATA_PORT, wait)
+    probes_sent = threading.Event()
+    pmtu_future = background(lambda: pmtu.measure(spec, hosts, focus, after=probes_sent))
+    try:
+        _probe(target, ev, plan, DEFAULT_DATA_PORT, wait, sent=probes_sent)
+    finally:
+        probes_sent.set()
     facts = facts_future.result()
     ev.hosts = facts
     recheck_overlays(ev, hosts)

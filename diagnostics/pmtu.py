@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from labctl.spec import LabSpec
@@ -26,8 +27,11 @@ def _config(spec: LabSpec, name: str, peers: list[str], port: int) -> dict[str, 
 
 
 def measure(spec: LabSpec, hosts: dict[str, Host], focus: str | None = None,
-            port: int = DEFAULT_DATA_PORT) -> list[PathMtu]:
-    """Each pair's path MTU (those involving `focus`); where a host could not measure, why."""
+            port: int = DEFAULT_DATA_PORT, after: threading.Event | None = None) -> list[PathMtu]:
+    """Each pair's path MTU (those involving `focus`); where a host could not measure, why.
+    With `after`, the probes go out once it is set (or READY_TIMEOUT later): the port probes go
+    first, since a firewall that rejects the data path port answers each of these probes too, and
+    the ICMP errors a host may send in a burst (the kernel's rate limit) must go to the port probes."""
     names = [h.name for h in spec.hosts if h.name in hosts]
     jobs: list[WireJob] = []
     wanted: dict[str, list[str]] = {}
@@ -37,7 +41,8 @@ def measure(spec: LabSpec, hosts: dict[str, Host], focus: str | None = None,
         jobs.append(WireJob(hosts[name], _config(spec, name, wanted[name], port), timeout=20,
                             script="pmtu.py").start())
     with barrier(jobs, "go_file", READY_TIMEOUT, stop_key="stop_file", settle_timeout=SETTLE_TIMEOUT):
-        pass
+        if after is not None:
+            after.wait(READY_TIMEOUT)
     found: list[PathMtu] = []
     for job in jobs:
         name = job.host.name

@@ -73,14 +73,16 @@ def neighbour(dev, ip):
     return ""
 
 
-def resolve(dev, ip, timeout=1.0):
-    """The next hop's MAC; if unknown, the kernel is made to ask for it (one empty datagram)."""
+def resolve(dev, ip, port, timeout=1.0):
+    """The next hop's MAC; if unknown, the kernel is made to ask for it (one empty datagram, to the
+    data path port: the peer's VXLAN socket drops it without an ICMP error, which would use up the
+    peer's ICMP rate limit that its firewall's REJECTs of the port probes need)."""
     mac = neighbour(dev, ip)
     if mac:
         return mac
     try:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.sendto(b"", (ip, 9))
+        s.sendto(b"", (ip, port))
         s.close()
     except OSError:
         pass
@@ -127,6 +129,7 @@ class Prober:
         self.icmp = {}  # peer -> (next-hop mtu, from)
         self.received = {}  # peer ip -> [count, largest size] of its probes seen here
         self.socks = {}  # dev -> packet socket
+        self.sinks = []  # UDP sockets on the answer ports (see `sink`)
         self.macs = {}  # dev -> own MAC
         self.errors = []
         self.stop = False
@@ -140,6 +143,19 @@ class Prober:
         self.socks[dev] = s
         self.macs[dev] = s.getsockname()[4][:6]
         return s
+
+    def sink(self, port):
+        """A UDP socket on a port the peers' answers come to. The answers are read on the packet
+        socket; without a socket of its own there, the kernel would answer each one with an ICMP
+        port unreachable, and those use up this host's ICMP rate limit towards the peer: its
+        firewall's REJECTs of the port probes would then go unanswered."""
+        try:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+            s.bind((self.me, port))
+            self.sinks.append(s)
+        except OSError as exc:
+            self.errors.append(f"UDP port {port}: {exc.strerror or exc}")
 
     def serve(self):
         """Read every socket until told to stop: answer peers' probes, note answers and ICMP."""
@@ -272,10 +288,13 @@ def measure(pr, peers):
     wait, copies = CFG.get("wait", 0.2), CFG.get("copies", 2)
     for i, p in enumerate(peers):
         p.update(sport=pr.lo_port + i, lo=floor - 1, hi=p["iface_mtu"] + 1, rounds=0, sent=0, rechecked=0)
+        pr.sink(p["sport"])
     active = [p for p in peers if not p.get("error")]
     for _ in range(CFG.get("rechecks", 3)):
         narrow(pr, active, floor, points, wait, copies)
-        doubtful = [p for p in active if floor <= p["hi"] <= p["iface_mtu"]]
+        # a size taken for lost, above one carried (not even the floor carried: a cut, which the
+        # port probes tell)
+        doubtful = [p for p in active if floor < p["hi"] <= p["iface_mtu"]]
         if not doubtful:
             return
         tried = {p["ip"]: [p["hi"]] for p in doubtful}
@@ -305,7 +324,7 @@ def main():
                 with open(f"/sys/class/net/{dev}/mtu") as f:
                     p["iface_mtu"] = int(f.read().strip())
                 pr.open(dev)
-                mac = resolve(dev, nexthop)
+                mac = resolve(dev, nexthop, pr.port)
                 p["mac_b"] = mac_bytes(mac) if mac else b""
                 if not mac:
                     p["error"] = f"no MAC address for {nexthop} on {dev}"
@@ -335,6 +354,8 @@ def main():
             time.sleep(0.005)
     pr.stop = True
     server.join(1.0)
+    for s in pr.sinks:
+        s.close()
     flush = False
     for p in peers:
         p["cached_after"] = cached_mtu(p["ip"])
