@@ -84,7 +84,31 @@ def chain_listing(family, table, chain):
     return {"handles": handles, "save": save}
 
 
-def start(lines, listening):
+class Markers:
+    """The marker packets the monitor has reported: the first proves it listens; one sent once the
+    probes are over, and reported, proves that every event before it has been read (the monitor
+    prints events in the order the kernel made them)."""
+
+    def __init__(self):
+        self.seen = 0
+        self.cond = threading.Condition()
+
+    def saw(self):
+        with self.cond:
+            self.seen += 1
+            self.cond.notify_all()
+
+    def wait_past(self, count, timeout):
+        """Send markers until the monitor has reported more than `count` of them, or `timeout` s."""
+        end = time.monotonic() + timeout
+        with self.cond:
+            while self.seen <= count and time.monotonic() < end:
+                send_marker()
+                self.cond.wait(min(0.05, max(0.0, end - time.monotonic())))
+            return self.seen > count
+
+
+def start(lines, markers):
     """Add the trace table and start the monitor; returns the monitor, or an error sentence."""
     if shutil.which("nft") is None:
         return "no nft binary on the host (Debian package nftables)"
@@ -94,15 +118,16 @@ def start(lines, listening):
         return f"nft could not add the trace table: {out.strip()[:200]}"
     monitor = subprocess.Popen(["nft", "-a", "monitor", "trace"], stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, text=True)
-    seen, markers = set(), set()
+    seen, marker_ids = set(), set()
 
     def read():
         for line in monitor.stdout:
             tid = line.split()[2] if line.startswith("trace id ") and len(line.split()) > 2 else ""
             if f" sport {MARKER} " in line:
-                markers.add(tid)
-                listening.set()
-            elif not tid or tid in markers:
+                if tid not in marker_ids:
+                    marker_ids.add(tid)
+                    markers.saw()
+            elif not tid or tid in marker_ids:
                 continue
             elif " packet: " in line:
                 if tid not in seen:  # the headers once per packet (each chain repeats them)
@@ -112,10 +137,7 @@ def start(lines, listening):
                 lines.append(line.rstrip())
 
     threading.Thread(target=read, daemon=True).start()
-    end = time.monotonic() + 2.0
-    while not listening.is_set() and time.monotonic() < end:
-        send_marker()
-        listening.wait(0.05)
+    markers.wait_past(0, 2.0)
     return monitor
 
 
@@ -123,7 +145,7 @@ def main():
     result = {"ok": False, "error": "", "table": TABLE, "lines": [], "chains": {}, "sent_seen": True, "stopped": False}
     monitor = None
     lines = []
-    listening = threading.Event()
+    markers = Markers()
 
     def stop(*_):
         raise SystemExit(0)
@@ -131,7 +153,7 @@ def main():
     for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(sig, stop)
     try:
-        started = start(lines, listening)
+        started = start(lines, markers)
         if isinstance(started, str):
             result["error"] = started
         else:
@@ -154,10 +176,14 @@ def main():
             time.sleep(0.01)
         if monitor is None:
             return result
-        time.sleep(float(CFG.get("drain", 0.05)))  # trace events still on their way from the kernel
-        result["ok"] = listening.is_set()
-        if not result["ok"]:
+        listened = markers.seen > 0
+        # the probes' trace events may still be on their way: one more marker, reported, comes after them
+        drained = listened and markers.wait_past(markers.seen, float(CFG.get("drain", 1.0)))
+        result["ok"] = listened and drained
+        if not listened:
             result["error"] = "`nft monitor trace` never reported the test packet"
+        elif not drained:
+            result["error"] = "`nft monitor trace` did not report the closing test packet: its account may be short"
         result["lines"] = list(lines)
         dropped = {tuple(m.groups()) for m in
                    (re.match(r"trace id \S+ (\S+) (\S+) (\S+) (?:rule .*\(verdict drop\)|policy drop)", x)
