@@ -24,6 +24,24 @@ _SYN_ONLY = "--tcp-flags FIN,SYN,RST,ACK SYN"  # how iptables-save prints --syn
 _NOT_INBOUND = ("FORWARD", "OUTPUT", "POSTROUTING")
 
 
+@dataclass(frozen=True)
+class Fix:
+    """What lets a probe through, in the words of the tool that owns the rule: the command to run
+    on `host`, and the one that removes the rule itself when a rule (not a chain policy) decided."""
+
+    host: str
+    let_through: str  # a command
+    remove: str = ""
+    ahead: bool = True  # let_through adds an accept ahead of the rule (it does not open a port in the tool)
+    keep: str = ""  # how to keep the change across a reboot, when the command alone does not
+
+    def __str__(self) -> str:
+        text = f"on {self.host}: `{self.let_through}`" + (" (an accept ahead of the rule)" if self.ahead else "")
+        if self.remove:
+            text += f", or remove the rule: `{self.remove}`"
+        return text + (f"; {self.keep}" if self.keep else "")
+
+
 @dataclass
 class Decision:
     """A firewall stopped the probe's copies (or may have)."""
@@ -31,7 +49,7 @@ class Decision:
     rule: str | None  # as the user finds it; None when uncertain
     reject: bool
     evidence: str
-    fix: str
+    fix: Fix | str  # a sentence when no command can be given
     certain: bool = True
     stopped: int | None = None  # copies it stopped, when that is known (the trace counts each packet)
 
@@ -100,32 +118,32 @@ def _port_spec(p: Probe) -> str:
     return f"{p.port}/{p.proto}"
 
 
+NFT_KEEP = "to keep it after a reboot, write the same into /etc/nftables.conf"
+
+
 def fix_for(owner: str, p: Probe, v: Verdict | None = None, hit: RuleHit | None = None,
-            outbound: bool = False) -> str:
+            outbound: bool = False) -> Fix:
     """The command, in the tool that owns the rule, that lets the probe through: into p.dst, or
     (`outbound`) out of p.src."""
     host = p.src if outbound else p.dst
-    on = f"on {host}: "
     if owner == "firewalld" and not outbound:
-        return on + f"`firewall-cmd --add-port={_port_spec(p)} --permanent && firewall-cmd --reload`"
+        return Fix(host, f"firewall-cmd --add-port={_port_spec(p)} --permanent && firewall-cmd --reload",
+                   ahead=False)
     if owner == "ufw":
-        return on + f"`ufw allow {'out ' if outbound else ''}{_port_spec(p)}`"
+        return Fix(host, f"ufw allow {'out ' if outbound else ''}{_port_spec(p)}", ahead=False)
     if v is not None and owner in ("nft", "firewalld"):
         where = f"{v.family} {v.table} {v.chain}"
-        text = f"`nft insert rule {where} {p.proto} dport {p.port} accept` (an accept ahead of the drop)"
-        if v.handle is not None:
-            text += f", or remove the rule: `nft delete rule {where} handle {v.handle}`"
-        return on + text
+        return Fix(host, f"nft insert rule {where} {p.proto} dport {p.port} accept",
+                   f"nft delete rule {where} handle {v.handle}" if v.handle is not None else "",
+                   keep=NFT_KEEP if owner == "nft" else "")
     tool = "iptables-legacy" if hit is not None and "legacy" in hit.backend else \
         ("ip6tables" if v is not None and v.family == "ip6" else "iptables")
     table = (v.table if v is not None else hit.table if hit is not None else "filter")
     chain = (v.chain if v is not None else hit.chain if hit is not None else ("OUTPUT" if outbound else "INPUT"))
     line = (v.iptables if v is not None else hit.rule if hit is not None else "")
     t = "" if table == "filter" else f"-t {table} "
-    text = f"`{tool} {t}-I {chain} -p {p.proto} --dport {p.port} -j ACCEPT` (an ACCEPT ahead of the drop)"
-    if line.startswith("-A "):
-        text += f", or remove the rule: `{tool} {t}-D {line[3:]}`"
-    return on + text
+    return Fix(host, f"{tool} {t}-I {chain} -p {p.proto} --dport {p.port} -j ACCEPT",
+               f"{tool} {t}-D {line[3:]}" if line.startswith("-A ") else "")
 
 
 def name(v: Verdict) -> str:
@@ -184,11 +202,11 @@ def _traced(mine: list[Verdict], p: Probe, outbound: bool) -> Decision | None:
     if not drops:
         return None
     v = max(drops, key=lambda d: d.packets)
-    how = "the rule" if not v.policy else "the chain's policy"
+    how = ("the rule" if not v.policy else "the chain's policy") + (" rejecting" if v.reject else " dropping")
     accepted = sum(x.packets for x in mine if x.verdict == "accept")
     stopped = sum(x.packets for x in drops)
     count = f"{stopped} of {stopped + accepted} copies" if p.copies else "it"
-    return Decision(name(v), v.reject, f"the nftables trace shows {how} dropping {count} "
+    return Decision(name(v), v.reject, f"the nftables trace shows {how} {count} "
                                        f"(chains crossed: {', '.join(v.chains)})",
                     fix_for(v.owner, p, v, outbound=outbound), stopped=stopped if p.copies else None)
 

@@ -118,10 +118,10 @@ def test_certainty_of_iptables_matches() -> None:
 def test_fix_in_the_owning_tool() -> None:
     p = probe(0, "udp", 4789)
     v = Verdict("b", 0, "in", "drop", "inet", "fw", "in", 7, "udp dport 4789 drop")
-    assert verdict.fix_for("nft", p, v) == ("on b: `nft insert rule inet fw in udp dport 4789 accept` (an accept "
-                                            "ahead of the drop), or remove the rule: `nft delete rule inet fw in "
-                                            "handle 7`")
-    assert verdict.fix_for("firewalld", p) == \
+    assert str(verdict.fix_for("nft", p, v)) == (
+        "on b: `nft insert rule inet fw in udp dport 4789 accept` (an accept ahead of the rule), or remove the rule: "
+        "`nft delete rule inet fw in handle 7`; to keep it after a reboot, write the same into /etc/nftables.conf")
+    assert str(verdict.fix_for("firewalld", p)) == \
         "on b: `firewall-cmd --add-port=4789/udp --permanent && firewall-cmd --reload`"
     assert Verdict("b", 0, "in", "drop", "inet", "firewalld", "filter_INPUT", 3, "reject").owner == "firewalld"
 
@@ -178,17 +178,21 @@ def test_the_senders_trace_names_its_output_rule() -> None:
     ev = Evidence(lab="t", focus=None, data_port=4789, hosts={}, probes=[p], verdicts=got, traced={"a": ""})
     decided = verdict.sender(ev, p)
     assert decided is not None and decided.rule == "a: inet egress out handle 4: ip daddr 10.99.0.2 drop"
-    assert decided.fix == ("on a: `nft insert rule inet egress out udp dport 4789 accept` (an accept ahead of the "
-                           "drop), or remove the rule: `nft delete rule inet egress out handle 4`")
+    assert str(decided.fix) == (
+        "on a: `nft insert rule inet egress out udp dport 4789 accept` (an accept ahead of the rule), or remove the "
+        "rule: `nft delete rule inet egress out handle 4`; to keep it after a reboot, write the same into "
+        "/etc/nftables.conf")
 
 
 def test_one_rule_behind_several_ports_is_the_cause_named_once() -> None:
     rule = "worker-1: inet firewalld filter_INPUT handle 9: reject with icmpx admin-prohibited"
 
     def rejected(peer: str, port: int) -> Finding:
+        fix = verdict.Fix("worker-1", f"firewall-cmd --add-port={port}/udp --permanent && firewall-cmd --reload",
+                          ahead=False)
         return Finding("port-rejected", "error", "worker-1", f"worker-1 rejects UDP {port} from {peer}", "...",
-                       f"on worker-1: `firewall-cmd --add-port={port}/udp --permanent && firewall-cmd --reload`",
-                       peer=peer, port=port, proto="udp", direction="inbound", where="receiver", rule=rule)
+                       str(fix), peer=peer, port=port, proto="udp", direction="inbound", where="receiver", rule=rule,
+                       fix_parts=fix)
     text = root_cause([rejected(peer, port) for peer in ("manager", "worker-2") for port in (4789, 7946)])
     assert text.startswith("Most likely cause: one rule in worker-1's firewall stops UDP 4789 and UDP 7946 "
                            f"(manager -> worker-1, worker-2 -> worker-1): {rule}. ")
