@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from labctl.facts.dataplane import unreached
@@ -34,9 +33,15 @@ class Finding:
     rule: str | None = None
     loss: float | None = None  # lossy: the share of packets lost there (0.5 = half)
     icmp: dict[str, Any] | None = None  # a rejection's ICMP error: from (its source address), type, code, meaning
+    fix_parts: verdict.Fix | None = field(default=None, compare=False, repr=False)  # `fix` as commands
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return {k: v for k, v in asdict(self).items() if v is not None and k != "fix_parts"}
+
+
+def _fix(d: verdict.Decision) -> dict[str, Any]:
+    """A decision's fix as a finding's fields: the sentence, and its commands when it has them."""
+    return {"fix": str(d.fix), "fix_parts": d.fix if isinstance(d.fix, verdict.Fix) else None}
 
 
 def analyze(ev: Evidence) -> list[Finding]:
@@ -467,12 +472,12 @@ def classify(p: Probe, ev: Evidence) -> list[Finding]:
                         f"run `labctl diagnose` again; if this stays, look for a traffic-control (tc) drop on {p.src}",
                         peer=p.dst, direction="outbound", where="sender", **common)]
     if not p.left_sender:
+        fix = _fix(d) if d is not None else {"fix": f"allow {p.proto.upper()} {p.port} out of {p.src} to {p.dst} "
+                                                    f"({p.dst_ip})"}
         return [Finding("port-rejected" if d is not None and d.reject else "port-dropped", "error", p.src,
                         f"{p.src} cannot send {what} to {p.dst}: its own firewall stops it",
                         f"not seen leaving {p.src}'s interface{refused}{because}",
-                        d.fix if d is not None else
-                        f"allow {p.proto.upper()} {p.port} out of {p.src} to {p.dst} ({p.dst_ip})",
-                        peer=p.dst, direction="outbound", where="sender", rule=rule, **common)]
+                        peer=p.dst, direction="outbound", where="sender", rule=rule, **fix, **common)]
     if n and p.left < n and (p.send_failed or not ev.capture_drops.get(p.src)):
         lost = n - p.left
         out.append(Finding("lossy", "warning", p.src,
@@ -621,24 +626,26 @@ def _return_path(p: Probe, ev: Evidence, what: str, common: dict[str, Any]) -> l
 def _receiver_decided(p: Probe, ev: Evidence, d: verdict.Decision, what: str, got: str,
                       answer_icmp: dict[str, Any] | None, common: dict[str, Any]) -> list[Finding]:
     """A firewall on the receiver stopped the probe's copies: all of them, some (a loss), or maybe."""
-    where: dict[str, Any] = {"peer": p.src, "direction": "inbound", "where": "receiver", "rule": d.rule, **common}
+    where: dict[str, Any] = {"peer": p.src, "direction": "inbound", "where": "receiver", "rule": d.rule,
+                             **common, **_fix(d)}
     if not d.certain:
         return [Finding("port-dropped", "warning", p.dst, f"{p.dst}'s firewall may drop {what} from {p.src}",
-                        f"{got}; {d.evidence}", d.fix, **where)]
+                        f"{got}; {d.evidence}", **where)]
     if p.copies and d.stopped is not None and 0 < d.stopped < p.received:
         share = d.stopped / p.received
         lossy = Finding("lossy", "warning", p.dst, f"{p.dst} drops {round(100 * share)}% of {what} from {p.src}",
                         f"{got}, " + (_share(p.answered, p.received, "answered") if p.proto == "tcp" else
                                       f"{d.stopped} stopped by its firewall") + f"; {d.evidence}",
-                        f"remove or correct the rule on {p.dst}", loss=round(share, 3), **where)
+                        loss=round(share, 3), **{**where, "fix": f"remove or correct the rule on {p.dst}",
+                                                 "fix_parts": None})
         return [lossy, *(_return_path(p, ev, what, common) if p.proto == "tcp" and p.answered else [])]
     if d.reject:
         how = _icmp_text(p.receiver_reply) if answer_icmp else \
             ("a TCP reset" if p.receiver_reply == "rst" else p.receiver_reply or "nothing")
         return [Finding("port-rejected", "error", p.dst, f"{p.dst} rejects {what} from {p.src}",
-                        f"{got}, answered with {how}; {d.evidence}", d.fix, icmp=answer_icmp, **where)]
+                        f"{got}, answered with {how}; {d.evidence}", icmp=answer_icmp, **where)]
     return [Finding("port-dropped", "error", p.dst, f"{p.dst}'s firewall drops {what} from {p.src}",
-                    f"{got}, no answer; {d.evidence}", d.fix, **where)]
+                    f"{got}, no answer; {d.evidence}", **where)]
 
 
 # ---------------------------------------------------------------- root cause
@@ -660,8 +667,40 @@ def _rank(f: Finding) -> tuple[int, int, int]:
     return SEVERITIES.index(f.severity), PRIORITY.index(code) if code in PRIORITY else 99, port_rank
 
 
+PORT_CODES = ("port-dropped", "port-rejected", "path-drop", "lossy", "port-closed")
+WHERE = {"sender": "on the sending host's own firewall", "receiver": "on the receiving host's firewall",
+         "path": "in the network between the hosts (not on either host)"}
+CONSEQUENCES = {
+    2377: "workers cannot join or stay joined: `docker swarm join` times out",
+    7946: "nodes cannot gossip: they may show Ready, but containers on other hosts are unknown "
+          "(names do not resolve, pings fail)",
+}
+OTHERS_SAID = 3  # other causes named in the summary; the findings table has them all
+
+
+def causes(bad: list[Finding]) -> list[list[Finding]]:
+    """The findings grouped by what caused them, most serious first: one firewall rule (whatever
+    ports it stops), or else one kind of fault of one port on one host; other findings by code."""
+    groups: dict[tuple[Any, ...], list[Finding]] = {}
+    for f in sorted(bad, key=_rank):
+        if f.code in PORT_CODES:
+            key: tuple[Any, ...] = ("rule", f.rule) if f.rule else (f.code, f.host, f.port, f.proto, f.where,
+                                                                   f.direction)
+        else:
+            key = (f.code,)
+        groups.setdefault(key, []).append(f)
+    # of causes equally serious, the one that cuts more pairs of hosts first
+    return sorted(groups.values(), key=lambda g: (_rank(g[0]), -len({(f.host, f.peer) for f in g})))
+
+
+def _pairs(found: list[Finding]) -> str:
+    return ", ".join(sorted({f"{f.peer} -> {f.host}" if f.direction == "inbound" else f"{f.host} -> {f.peer}"
+                             for f in found}))
+
+
 def root_cause(findings: list[Finding]) -> str:
-    """The most likely root cause, in plain language."""
+    """The most likely root cause, in plain language; other causes of port findings follow, each
+    with its fix, and the codes of the other findings."""
     bad = [f for f in findings if f.severity in ("error", "warning")]
     if not bad:
         notes = [f for f in findings if f.severity == "info"]
@@ -670,61 +709,77 @@ def root_cause(findings: list[Finding]) -> str:
         if notes:
             text += " Notes: " + " ".join(sorted({n.finding[0].upper() + n.finding[1:] + "." for n in notes}))
         return text
-    top = min(bad, key=_rank)
-    same = [f for f in bad if f.code == top.code]
-    where = {"sender": "on the sending host's own firewall", "receiver": "on the receiving host's firewall",
-             "path": "in the network between the hosts (not on either host)"}
-    port = f"{(top.proto or '').upper()} {top.port}".strip()
-    consequences = {
-        2377: "workers cannot join or stay joined: `docker swarm join` times out",
-        7946: "nodes cannot gossip: they may show Ready, but containers on other hosts are unknown "
-              "(names do not resolve, pings fail)",
-    }
-    shared = [f for f in bad if top.rule and f.rule == top.rule]
-    if len({(f.port, f.proto) for f in shared}) > 1:
-        text = _one_rule(top, shared, consequences)
-    elif top.code in ("port-dropped", "port-rejected", "path-drop"):
-        effect = consequences.get(top.port or 0, VXLAN_LOST)
-        pairs = sorted({f"{f.peer} -> {f.host}" if f.direction == "inbound" else f"{f.host} -> {f.peer}"
-                        for f in same if f.port == top.port})
-        verb = {"port-dropped": "dropped", "port-rejected": "rejected", "path-drop": "dropped"}[top.code]
-        if top.icmp and top.where == "path":
-            verb += f" by {top.icmp['from']} (ICMP type {top.icmp['type']} code {top.icmp['code']}, " \
-                    f"{top.icmp['meaning']})"
-        text = (f"Most likely cause: {port} is {verb} {where.get(top.where or '', '')} ({', '.join(pairs)}). "
-                f"So {effect}. {_cap(top.fix)}.")
-    elif top.code == "path-mtu-too-small":
-        pairs = sorted({f"{f.peer} -> {f.host}" for f in same})
-        text = (f"Most likely cause: the network between the hosts carries smaller packets than the interfaces "
-                f"say, too small for VXLAN ({', '.join(pairs)}): {top.finding}. {_cap(top.fix)}.")
-    elif top.code == "lossy":
-        pairs = sorted({f"{f.peer} -> {f.host}" if f.direction == "inbound" else f"{f.host} -> {f.peer}"
-                        for f in same if f.port == top.port})
-        effect = {2377: "joins and the workers' sessions with the manager time out now and then",
-                  7946: "gossip misses beats: nodes may flap between Ready and Down, names resolve late"}.get(
-            top.port or 0, "containers on different hosts lose packets: their connections stall and retransmit")
-        text = (f"Most likely cause: {port} loses {round(100 * (top.loss or 0))}% of its packets "
-                f"{where.get(top.where or '', '')} ({', '.join(pairs)}), without being cut. So {effect}. "
-                f"{_cap(top.fix)}.")
-    elif top.code == "docker-down":
-        text = (f"Most likely cause: Docker is not running on {top.host}, so it takes no part in the swarm. "
-                f"{_cap(top.fix)}.")
-    elif top.code == "not-in-swarm":
-        text = (f"Most likely cause: {top.host} is not in the swarm (it left, or its join failed). "
-                f"No port finding explains it. {_cap(top.fix)}.")
-    else:
-        text = f"Most likely cause on {top.host}: {top.finding}. {_cap(top.fix)}."
-    others = sorted({f.code for f in bad if f.code != top.code and f not in shared})
+    first, *rest = causes(bad)
+    text = _explain(first, bad)
+    more = [c for c in rest if c[0].code in PORT_CODES]
+    if more:
+        said = "; ".join(_brief(c) for c in more[:OTHERS_SAID])
+        if len(more) > OTHERS_SAID:
+            said += f"; and {len(more) - OTHERS_SAID} more (see the findings)"
+        text += f" {'Another cause' if len(more) == 1 else 'Other causes'}, each with its own fix: {said}."
+    others = sorted({c[0].code for c in rest if c[0].code not in PORT_CODES} - {first[0].code})
     if others:
         text += f" Also found: {', '.join(others)}."
     return text
+
+
+def _explain(cause: list[Finding], bad: list[Finding]) -> str:
+    top = cause[0]
+    same = [f for f in bad if f.code == top.code]
+    port = f"{(top.proto or '').upper()} {top.port}".strip()
+    if top.rule and len({(f.port, f.proto) for f in cause}) > 1:
+        return _one_rule(top, cause)
+    if top.code in ("port-dropped", "port-rejected", "path-drop"):
+        effect = CONSEQUENCES.get(top.port or 0, VXLAN_LOST)
+        return (f"Most likely cause: {port} is {_verb(top)} {WHERE.get(top.where or '', '')} ({_pairs(cause)}). "
+                f"So {effect}. {_cap(top.fix)}.")
+    if top.code == "path-mtu-too-small":
+        pairs = sorted({f"{f.peer} -> {f.host}" for f in same})
+        return (f"Most likely cause: the network between the hosts carries smaller packets than the interfaces "
+                f"say, too small for VXLAN ({', '.join(pairs)}): {top.finding}. {_cap(top.fix)}.")
+    if top.code == "lossy":
+        effect = {2377: "joins and the workers' sessions with the manager time out now and then",
+                  7946: "gossip misses beats: nodes may flap between Ready and Down, names resolve late"}.get(
+            top.port or 0, "containers on different hosts lose packets: their connections stall and retransmit")
+        return (f"Most likely cause: {port} loses {round(100 * (top.loss or 0))}% of its packets "
+                f"{WHERE.get(top.where or '', '')} ({_pairs(cause)}), without being cut. So {effect}. "
+                f"{_cap(top.fix)}.")
+    if top.code == "docker-down":
+        return (f"Most likely cause: Docker is not running on {top.host}, so it takes no part in the swarm. "
+                f"{_cap(top.fix)}.")
+    if top.code == "not-in-swarm":
+        return (f"Most likely cause: {top.host} is not in the swarm (it left, or its join failed). "
+                f"No port finding explains it. {_cap(top.fix)}.")
+    return f"Most likely cause on {top.host}: {top.finding}. {_cap(top.fix)}."
+
+
+def _verb(f: Finding) -> str:
+    verb = {"port-rejected": "rejected", "lossy": f"losing {round(100 * (f.loss or 0))}% of its packets"}.get(
+        f.code, "dropped")
+    if f.icmp and f.where == "path":
+        verb += f" by {f.icmp['from']} (ICMP type {f.icmp['type']} code {f.icmp['code']}, {f.icmp['meaning']})"
+    return verb
+
+
+def _brief(cause: list[Finding]) -> str:
+    """Another cause in one clause: what it stops, where, between which hosts, and its fix."""
+    top = cause[0]
+    ports = sorted({(f.port or 0, (f.proto or "").upper()) for f in cause})
+    if len(ports) > 1:
+        named = [f"{proto} {port}" for port, proto in ports]
+        return (f"{', '.join(named[:-1])} and {named[-1]} stopped by one rule ({top.rule}) ({_pairs(cause)}); "
+                f"fix: {_one_fix(top.host, cause)}")
+    port = f"{(top.proto or '').upper()} {top.port}"
+    if top.code == "port-closed":
+        return f"nothing listens on {port} on {top.host} ({_pairs(cause)}); fix: {top.fix}"
+    return f"{port} {_verb(top)} {WHERE.get(top.where or '', '')} ({_pairs(cause)}); fix: {top.fix}"
 
 
 VXLAN_LOST = ("overlay traffic (VXLAN) between the hosts is lost: containers on different hosts cannot reach "
               "each other, though the nodes look Ready")
 
 
-def _one_rule(top: Finding, shared: list[Finding], consequences: dict[int, str]) -> str:
+def _one_rule(top: Finding, shared: list[Finding]) -> str:
     """One firewall rule behind several ports' findings: named once, with every fix it takes."""
     ports = sorted({(f.port or 0, (f.proto or "").upper()) for f in shared})
     named = [f"{proto} {port}" for port, proto in ports]
@@ -733,25 +788,23 @@ def _one_rule(top: Finding, shared: list[Finding], consequences: dict[int, str])
                     for f in shared})
     place = {"sender": f"{top.host}'s own firewall", "receiver": f"{top.host}'s firewall"}.get(
         top.where or "", "the network between the hosts")
-    effects = sorted({consequences.get(port, VXLAN_LOST) for port, _ in ports})
+    effects = sorted({CONSEQUENCES.get(port, VXLAN_LOST) for port, _ in ports})
     return (f"Most likely cause: one rule in {place} stops {said} ({', '.join(pairs)}): {top.rule}. "
             f"So {'; and '.join(effects)}. Fix: {_one_fix(top.host, shared)}.")
 
 
 def _one_fix(host: str, shared: list[Finding]) -> str:
     """The fixes of findings that one rule caused, said once: remove the rule, or let each port through."""
-    accepts: list[str] = []
-    removals: set[str] = set()
-    for f in sorted(shared, key=lambda f: (f.port or 0, f.proto or "")):
-        head, _, removal = f.fix.partition(", or remove the rule: ")
-        head = re.sub(r" \(an (accept|ACCEPT) ahead of the drop\)$", "", head.removeprefix(f"on {host}: "))
-        accepts.append(head)
-        if removal:
-            removals.add(removal)
-    said = "; ".join(dict.fromkeys(accepts))
+    ordered = sorted(shared, key=lambda f: (f.port or 0, f.proto or ""))
+    parts = [f.fix_parts for f in ordered if f.fix_parts is not None]
+    if len(parts) < len(ordered):  # some fix is advice, not a command: each is said as it is
+        return "; ".join(dict.fromkeys(f.fix for f in ordered))
+    said = "; ".join(dict.fromkeys(f"`{x.let_through}`" for x in parts))
+    removals = {x.remove for x in parts if x.remove}
+    keep = "".join(dict.fromkeys(f"; {x.keep}" for x in parts if x.keep))
     if len(removals) == 1:
-        return f"on {host}: remove the rule, {removals.pop()}; or let each port through ahead of it: {said}"
-    return f"on {host}: {said}"
+        return f"on {host}: remove the rule, `{removals.pop()}`; or let each port through ahead of it: {said}{keep}"
+    return f"on {host}: {said}{keep}"
 
 
 def _cap(text: str) -> str:

@@ -354,3 +354,28 @@ def test_read_captures_counts_each_copy() -> None:
         (3, 1, "EPERM", 2, 2, 1, 1)
     assert p.third_party_icmp == "icmp-3/13 from 10.0.0.254" and p.reply_arrived == "syn-ack"
     assert p.loss() == 0.75
+
+
+def test_icmp_rejections_of_every_kind_on_the_receivers() -> None:
+    """Recorded on a real lab: worker-1 rejects TCP 7946 with admin-prohibited, worker-2 UDP 4789 with
+    host-prohibited, the manager UDP 7946 from worker-2 only with port-unreachable. Each answer is
+    seen on the wire and named; three rules, three causes: gossip before the data path, and of two
+    gossip causes the one that cuts more pairs first."""
+    ev = load("icmp-rejects")
+    assert problems(ev) == {
+        ("port-rejected", "worker-1", "manager", 7946, "tcp", "inbound", "receiver"),
+        ("port-rejected", "worker-1", "worker-2", 7946, "tcp", "inbound", "receiver"),
+        ("port-rejected", "worker-2", "manager", 4789, "udp", "inbound", "receiver"),
+        ("port-rejected", "worker-2", "worker-1", 4789, "udp", "inbound", "receiver"),
+        ("port-rejected", "manager", "worker-2", 7946, "udp", "inbound", "receiver")}
+    icmp = {(f.host, f.port, f.proto): (f.icmp or {}).get("code") for f in _bad(ev)}
+    assert icmp == {("worker-1", 7946, "tcp"): 13, ("worker-2", 4789, "udp"): 10, ("manager", 7946, "udp"): 3}
+    for f in _bad(ev):
+        assert f.icmp is not None and f.icmp["from"] == ev.hosts[f.host].ip and f.icmp["type"] == 3
+        assert "the nftables trace shows the rule rejecting 8 of 8 copies" in f.evidence
+    text = root_cause(analyze(ev))
+    assert text.startswith("Most likely cause: TCP 7946 is rejected on the receiving host's firewall "
+                           "(manager -> worker-1, worker-2 -> worker-1). ")
+    others = text.split(" Other causes, each with its own fix: ")[1]
+    assert others.index("UDP 7946 rejected") < others.index("UDP 4789 rejected")
+    assert "(worker-2 -> manager); fix: on manager: " in others and "Also found" not in text
