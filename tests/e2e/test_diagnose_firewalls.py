@@ -193,6 +193,8 @@ def test_firewalld_missing_udp_ports(clean: LabRun) -> None:
             f = _finding(data, "worker-1", "manager", port, "udp")
             assert f"`firewall-cmd --add-port={port}/udp --permanent && firewall-cmd --reload`" in f["fix"]
             assert f["rule"].startswith("worker-1: inet firewalld ")
+            assert f["icmp"] == {"from": _subnet_ip(lab, 11), "type": 3, "code": 13,
+                                 "meaning": "administratively prohibited"}, told(data)
         rule = _finding(data, "worker-1", "manager", 4789, "udp")["rule"]
         assert {f["rule"] for f in data["findings"] if f["severity"] == "error"} == {rule}
         assert data["root_cause"].startswith("Most likely cause: one rule in worker-1's firewall stops UDP 4789 "
@@ -229,6 +231,34 @@ def test_hand_made_reject_names_the_peer_rule(clean: LabRun) -> None:
         assert f["rule"].startswith("manager: filter/INPUT: -A INPUT -s ") and "-j REJECT" in f["rule"]
     finally:
         _ok(lab, "manager", f"iptables -D {rule}")
+
+
+def test_icmp_rejections_on_the_receivers_are_seen_and_named(clean: LabRun) -> None:
+    """REJECT with icmp-admin-prohibited, icmp-host-prohibited and the default port-unreachable, on
+    three hosts: each answer is seen on the wire (the path MTU probes, which go to the same data path
+    port, must not use up the ICMP errors the kernel lets a host send in a burst) and named."""
+    lab = clean
+    rules = {"worker-1": "INPUT -p tcp --dport 7946 -j REJECT --reject-with icmp-admin-prohibited",
+             "worker-2": "INPUT -p udp --dport 4789 -j REJECT --reject-with icmp-host-prohibited",
+             "manager": f"INPUT -s {_subnet_ip(lab, 12)} -p udp --dport 7946 -j REJECT"}
+    for host, rule in rules.items():
+        _ok(lab, host, f"iptables -I {rule}")
+    try:
+        data = diagnose(lab)
+        assert problems(data) == (_inbound("port-rejected", "worker-1", 7946, "manager", "worker-2")
+                                  | _inbound("port-rejected", "worker-2", 4789, "manager", "worker-1")
+                                  | _inbound("port-rejected", "manager", 7946, "worker-2")), told(data)
+        codes = {(f["host"], f["peer"], f["proto"]): f["icmp"]["code"] for f in data["findings"]
+                 if f["severity"] == "error"}
+        assert codes == {("worker-1", "manager", "tcp"): 13, ("worker-1", "worker-2", "tcp"): 13,
+                         ("worker-2", "manager", "udp"): 10, ("worker-2", "worker-1", "udp"): 10,
+                         ("manager", "worker-2", "udp"): 3}, told(data)
+        assert data["root_cause"].startswith("Most likely cause: TCP 7946 is rejected on the receiving host's "
+                                             "firewall (manager -> worker-1, worker-2 -> worker-1)")
+        assert data["root_cause"].count("; fix: on ") == 2  # the other two causes, each with its fix
+    finally:
+        for host, rule in rules.items():
+            _ok(lab, host, f"iptables -D {rule}")
 
 
 def test_native_nft_egress_rule_on_the_sender(clean: LabRun) -> None:
