@@ -6,4 +6,5 @@ cd "$(dirname "$0")"
 sh scripts/install-deps.sh
 export VAGRANT_CHECKPOINT_DISABLE=1
 .venv/bin/ruff check labctl diagnostics tests bench
+.venv/bin/mypy labctl diagnostics
 exec .venv/bin/python -m pytest -ra "$@"
