@@ -143,9 +143,21 @@ def _underlay(lab: Lab, host: str) -> str:
 
 def add(lab: Lab, host: str, kind: str, *, port: str | None = None, action: str = "DROP", direction: str = "in",
         peer: str | None = None, mtu: int = 1400, addr: str | None = None) -> Fault:
+    """Make the fault and record it in faults.json."""
+    faults = load(lab)
+    fault = apply(lab, host, kind, port=port, action=action, direction=direction, peer=peer, mtu=mtu, addr=addr)
+    faults.append(fault)
+    _save(lab, faults)
+    return fault
+
+
+def apply(lab: Lab, host: str, kind: str, *, port: str | None = None, action: str = "DROP", direction: str = "in",
+          peer: str | None = None, mtu: int = 1400, addr: str | None = None,
+          comment: str | None = "labctl-fault") -> Fault:
+    """Make the fault on the lab and return its record, without keeping it: `undo` takes it back.
+    `comment` starts the comment on its firewall rule (None: a rule without one, as a person writes it)."""
     if kind not in KINDS:
         raise UsageError(f"unknown fault kind '{kind}'", hint=f"kinds: {', '.join(KINDS)}")
-    faults = load(lab)
     fault = Fault(id=secrets.token_hex(3), host=host, kind=kind)
     spec = lab.spec
     if kind == "block":
@@ -157,7 +169,7 @@ def add(lab: Lab, host: str, kind: str, *, port: str | None = None, action: str 
         match = ["-p", proto, "--dport", str(num)]
         if peer:
             match = [("-s" if direction == "in" else "-d"), spec.host(peer).ip, *match]
-        rule = [*match, "-m", "comment", "--comment", f"labctl-fault-{fault.id}", "-j", action]
+        rule = [*match, *_comment(comment, fault.id), "-j", action]
         fault.params = {"port": num, "proto": proto, "action": action, "direction": direction, "peer": peer}
         fault.undo = {"chain": chain, "rule": rule}
         _sh(lab, host, f"iptables -I {chain} 1 " + shlex.join(rule))
@@ -174,7 +186,7 @@ def add(lab: Lab, host: str, kind: str, *, port: str | None = None, action: str 
             raise LabError("bridged traffic does not pass iptables here (bridge-nf-call-iptables = 0)",
                            hint="modprobe br_netfilter; sysctl -w net.bridge.bridge-nf-call-iptables=1")
         rule = ["-i", bridge, "-o", bridge, "-s", spec.host(peer).ip, "-d", spec.host(host).ip, "-p", proto,
-                "--dport", str(num), "-m", "comment", "--comment", f"labctl-fault-{fault.id}", "-j", "DROP"]
+                "--dport", str(num), *_comment(comment, fault.id), "-j", "DROP"]
         fault.params = {"port": num, "proto": proto, "peer": peer}
         fault.undo = {"chain": PATH_CHAIN, "rule": rule}
         _local(["iptables", "-I", PATH_CHAIN, "1", *rule])
@@ -210,9 +222,11 @@ def add(lab: Lab, host: str, kind: str, *, port: str | None = None, action: str 
             fault.params = {"addr": addr}
             token = swarm.worker_token(lab.host(spec.manager.name))
             swarm.join_worker(lab.host(host), spec.host(host), spec.manager.ip, token, advertise_addr=addr)
-    faults.append(fault)
-    _save(lab, faults)
     return fault
+
+
+def _comment(comment: str | None, fault_id: str) -> list[str]:
+    return ["-m", "comment", "--comment", f"{comment}-{fault_id}"] if comment else []
 
 
 def _bridge_nf() -> str:
@@ -235,7 +249,8 @@ def _unused_addr(lab: Lab) -> str:
     raise LabError("no free address in the lab's subnet")
 
 
-def _undo(lab: Lab, f: Fault) -> str:
+def undo(lab: Lab, f: Fault) -> str:
+    """Take a fault back, and check that it is gone (LabError if not)."""
     u = f.undo
     if f.kind == "block":
         # -D fails when the rule is already gone (removed by hand): the check below decides.
@@ -310,7 +325,7 @@ def clear(lab: Lab, host: str | None = None, kinds: tuple[str, ...] = KINDS) -> 
     # Newest first: a later fault may depend on the state an earlier one made.
     for f in reversed(todo):
         try:
-            out.done.append(_undo(lab, f))
+            out.done.append(undo(lab, f))
         except LabError as exc:
             out.failed.append(exc.message)
             continue
