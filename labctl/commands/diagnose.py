@@ -13,6 +13,7 @@ from rich.table import Table
 from diagnostics import collect, ping, rules
 
 from .. import validate
+from ..drills import engine as drill
 from ..errors import UsageError
 from ..lab import Lab
 from ..ui import FormatOpt, check_format, check_output, console, emit_table, info, note, write_output
@@ -56,6 +57,7 @@ def diagnose(
         else:
             with console.status(f"probing {focus or 'every host'} against every peer, both directions..."):
                 ev = collect.gather_evidence(on, focus)
+        drill.diagnosed(lab)
     findings = rules.analyze(ev)
     summary = rules.root_cause(findings)
     if evidence_out is not None:

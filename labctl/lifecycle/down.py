@@ -1,8 +1,10 @@
-"""`labctl down`: undo the faults, destroy the hosts, check that nothing is left, then forget the lab."""
+"""`labctl down`: undo the running drill and the faults, destroy the hosts, check that nothing is left,
+then forget the lab."""
 
 from __future__ import annotations
 
 from .. import faults
+from ..drills import engine, sealed
 from ..errors import LabError
 from ..lab import Lab
 from ..ui import phase
@@ -14,6 +16,10 @@ def down(lab: Lab) -> None:
     name = lab.spec.name
     backend = lab.backend()
     problems: list[str] = []
+    if sealed.running(lab):
+        with phase("undo the running drill") as progress:
+            problems += engine.abandon(lab, hosts_stay=backend.keeps_hosts)
+            progress.done("undone" if not problems else "partly undone")
     with phase("undo injected faults") as progress:
         # Hosts that stay keep every fault unless it is undone; destroyed hosts take theirs
         # with them, and only the path drops on this machine remain.

@@ -1,0 +1,127 @@
+"""The workload that shows a drill's symptom the way a user meets it: one standalone container
+per host on an attachable overlay, each pinging the others by name, small and large."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..lab import Lab
+from ..scenarios import images
+from ..ssh import Host, fan_out
+
+NETWORK = "drillnet"
+SUBNET = "10.213.7.0/24"
+COUNT = 10  # small pings per pair: a 50% loss shows in all but 1 of 1000 runs
+BIG = 1400  # bytes of ICMP payload: fits the overlay's 1450, not an underlay cut to 1400
+
+
+def container(host: str) -> str:
+    return f"drill-{host}"
+
+
+@dataclass
+class Pair:
+    src: str
+    dst: str
+    sent: int = 0
+    received: int = 0
+    big_ok: bool = False
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and self.sent > 0 and self.received == self.sent and self.big_ok
+
+
+@dataclass
+class Result:
+    setup: dict[str, str] = field(default_factory=dict)  # host -> why its container is not running
+    pairs: list[Pair] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.setup and bool(self.pairs) and all(p.ok for p in self.pairs)
+
+    def symptoms(self) -> list[str]:
+        """What a user would see, one sentence each; nothing about the cause."""
+        out = [f"on {host}: {why}" for host, why in sorted(self.setup.items())]
+        for p in self.pairs:
+            who = f"{container(p.src)} -> {container(p.dst)}"
+            if p.error:
+                out.append(f"{who}: {p.error}")
+            elif p.received == 0:
+                out.append(f"{who}: ping by name: all {p.sent} lost")
+            elif p.received < p.sent:
+                out.append(f"{who}: ping by name: {p.sent - p.received} of {p.sent} lost")
+            elif not p.big_ok:
+                out.append(f"{who}: small pings pass, {BIG}-byte pings are lost")
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "setup": self.setup, "pairs": [asdict(p) | {"ok": p.ok} for p in self.pairs],
+                "symptoms": self.symptoms()}
+
+
+def _start(host: Host, image: str) -> str:
+    """Its container running on the overlay ('' when it is), or what went wrong, as docker says it."""
+    name = container(host.name)
+    state = host.run(f"docker inspect -f '{{{{.State.Running}}}}' {name}", sudo=True, timeout=30)
+    if state.ok and state.out.strip() == "true":
+        return ""
+    if not host.run("docker info >/dev/null 2>&1", sudo=True, timeout=30).ok:
+        return "docker does not answer (`docker ps`: Cannot connect to the Docker daemon)"
+    host.run(f"docker rm -f {name} >/dev/null 2>&1", sudo=True, timeout=30)
+    run = host.run(f"docker run -d --name {name} --hostname {name} --network {NETWORK} "
+                   f"{shlex.quote(image)} sleep 1d", sudo=True, timeout=90)
+    return "" if run.ok else f"`docker run --network {NETWORK}` failed: {run.tail(1)}"
+
+
+def _ping(host: Host, src: str, dst: str) -> Pair:
+    pair = Pair(src, dst)
+    res = host.run(f"docker exec {container(src)} ping -c {COUNT} -i 0.2 -W 1 {container(dst)}",
+                   sudo=True, timeout=60)
+    m = re.search(r"(\d+) packets transmitted, (\d+) (?:packets )?received", res.out)
+    if m is None:
+        pair.error = "ping by name: " + (res.tail(1) or f"exit {res.rc}")
+        return pair
+    pair.sent, pair.received = int(m.group(1)), int(m.group(2))
+    big = host.run(f"docker exec {container(src)} ping -c 3 -i 0.2 -W 1 -s {BIG} {container(dst)}",
+                   sudo=True, timeout=60)
+    got = re.search(r"(\d+) (?:packets )?received", big.out)
+    pair.big_ok = got is not None and int(got.group(1)) > 0
+    return pair
+
+
+def run(lab: Lab) -> Result:
+    """Set the workload up where it is missing, then ping every ordered pair (all at once)."""
+    hosts = lab.hosts()
+    manager = hosts[lab.spec.manager.name]
+    result = Result()
+    image = images.choose(hosts, manager.name).alpine
+    net = manager.run(f"docker network inspect {NETWORK} >/dev/null 2>&1 || docker network create -d overlay "
+                      f"--attachable --subnet {SUBNET} {NETWORK}", sudo=True, timeout=60)
+    if not net.ok:
+        result.setup[manager.name] = f"`docker network create {NETWORK}` failed: {net.tail(1)}"
+    started = fan_out(list(hosts.values()), lambda h: _start(h, image))
+    for name, why in started.items():
+        if isinstance(why, BaseException):
+            result.setup[name] = f"unreachable: {why}"
+        elif why:
+            result.setup[name] = why
+    up = [h for h in lab.spec.host_names if h not in result.setup]
+    jobs = [(src, dst) for src in up for dst in up if src != dst]
+    with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+        result.pairs = list(pool.map(lambda j: _ping(hosts[j[0]], *j), jobs))
+    return result
+
+
+def remove(lab: Lab) -> None:
+    """The workload's containers and network go (where the hosts answer)."""
+    hosts = lab.hosts()
+    fan_out(list(hosts.values()), lambda h: h.run(f"docker rm -f {container(h.name)} >/dev/null 2>&1",
+                                                  sudo=True, timeout=60))
+    hosts[lab.spec.manager.name].run(f"docker network rm {NETWORK} >/dev/null 2>&1", sudo=True, timeout=60)
