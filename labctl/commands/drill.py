@@ -9,11 +9,13 @@ from xml.etree import ElementTree as ET
 
 import typer
 
+from diagnostics import collect, rules
+
 from ..drills import catalog, engine
 from ..errors import UsageError
 from ..lab import Lab
 from ..ui import FormatOpt, check_format, check_output, emit_table, info, note, write_output
-from .context import selection
+from .context import diagnosis_target, selection
 
 app = typer.Typer(help="Break-and-fix exercises: find a hidden fault from its symptom, fix it, get graded.",
                   no_args_is_help=True)
@@ -93,13 +95,19 @@ def check(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     _done(outcome, json_out)
 
 
+def _diagnosis(lab: Lab) -> engine.Diagnosis:
+    findings = rules.analyze(collect.gather_evidence(diagnosis_target(lab)))
+    return engine.Diagnosis([f"[{f.code}] {f.finding}" for f in findings if f.severity == "error"],
+                            rules.root_cause(findings), [f.to_json() for f in findings])
+
+
 @app.command("give-up")
 def give_up(ctx: typer.Context, json_out: JsonOpt = False) -> None:
     """Show the fault and what `labctl diagnose` finds, then restore the lab exactly."""
     picked = selection(ctx)
     lab = Lab.open(picked)
     with lab.locked(picked.wait, note):
-        outcome = engine.give_up(lab, _status(json_out))
+        outcome = engine.give_up(lab, _diagnosis, _status(json_out))
     _done(outcome, json_out)
 
 

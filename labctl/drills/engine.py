@@ -10,8 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from diagnostics import collect, rules
-
 from .. import faults, swarm
 from ..errors import LabError, UsageError
 from ..lab import Lab
@@ -177,11 +175,20 @@ def _minutes(seconds: float) -> str:
     return f"{int(seconds // 60)} min {int(seconds % 60)} s"
 
 
-def give_up(lab: Lab, notify: Callable[[str], None] = lambda _: None) -> Outcome:
+@dataclass
+class Diagnosis:
+    """What `labctl diagnose` says of the broken lab: its errors, its summary, its findings as JSON."""
+    errors: list[str]
+    summary: str
+    findings: list[dict[str, Any]]
+
+
+def give_up(lab: Lab, diagnose: Callable[[Lab], Diagnosis],
+            notify: Callable[[str], None] = lambda _: None) -> Outcome:
+    """Diagnose the broken lab (`diagnose` runs the diagnosis: the verb owns it), then restore it."""
     record = _require(lab)
     notify("diagnosing the broken lab")
-    findings = rules.analyze(collect.gather_evidence(_target(lab)))
-    found = [f"  [{f.code}] {f.finding}" for f in findings if f.severity == "error"]
+    diagnosis = diagnose(lab)
     notify("restoring the lab")
     _restore(lab, record["parts"])
     sealed.remove(lab)
@@ -190,19 +197,15 @@ def give_up(lab: Lab, notify: Callable[[str], None] = lambda _: None) -> Outcome
     works = _works_again(lab)
     left = firewall_state.compare(record["clean_rules"], firewall_state.read(lab), {}).lines()
     lines = ["The fault was:", *[f"  {a}" for a in record["answer"]],
-             "`labctl diagnose` would have said:", *(found or ["  (nothing: it missed this one)"]),
-             f"  {rules.root_cause(findings)}",
+             "`labctl diagnose` would have said:",
+             *([f"  {e}" for e in diagnosis.errors] or ["  (nothing: it missed this one)"]),
+             f"  {diagnosis.summary}",
              "The lab is restored" + (" and works again." if works.ok else
                                       ", but the workload still fails: " + "; ".join(works.symptoms()[:3]))]
     if left:
         lines += ["The firewalls differ from before the drill (your own changes?):", *[f"  {x}" for x in left]]
-    return Outcome(works.ok, lines, {"answer": record["answer"], "diagnosis": [f.to_json() for f in findings],
+    return Outcome(works.ok, lines, {"answer": record["answer"], "diagnosis": diagnosis.findings,
                                      "restored": works.ok, "firewall_changes": left, **entry})
-
-
-def _target(lab: Lab) -> Any:
-    from ..commands.context import diagnosis_target
-    return diagnosis_target(lab)
 
 
 def _works_again(lab: Lab) -> workload.Result:
