@@ -242,11 +242,17 @@ class Host:
             if stdin is not None:
                 view = memoryview(stdin)
                 while view:
-                    sent = channel.send(bytes(view[:65536]))
+                    try:
+                        sent = channel.send(bytes(view[:65536]))
+                    except OSError:
+                        if channel.closed or channel.exit_status_ready():
+                            break  # the command ended before it read all its input: its status tells
+                        raise
                     view = view[sent:]
                     if time.monotonic() > deadline:
                         break
-            channel.shutdown_write()
+            if not channel.closed:
+                channel.shutdown_write()
             while True:
                 got = False
                 while channel.recv_ready():

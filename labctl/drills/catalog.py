@@ -23,14 +23,16 @@ LOSS = ["-p", "udp", "--dport", str(DATA), "-m", "statistic", "--mode", "random"
         "-j", "DROP"]
 
 # ufw keeps its settings in /etc (saved before, put back after) and, once disabled, leaves its
-# chains and the jumps to them in iptables: removed, so the host is as it was.
+# chains and the jumps to them in iptables, and the ip6 filter table it made: removed, so the
+# host is as it was.
 UFW_SAVE = ("rm -rf /run/labctl-ufw && mkdir -p /run/labctl-ufw/default && "
-            "cp -a /etc/ufw /run/labctl-ufw/ && cp -a /etc/default/ufw /run/labctl-ufw/default/")
+            "cp -a /etc/ufw /run/labctl-ufw/ && cp -a /etc/default/ufw /run/labctl-ufw/default/ && "
+            "{ nft list tables 2>/dev/null | grep -qx 'table ip6 filter' && "
+            "touch /run/labctl-ufw/had-ip6-filter; true; }")
 UFW_RESTORE = """
 [ -d /run/labctl-ufw ] || exit 0
 ufw --force disable >/dev/null
 rm -rf /etc/ufw && cp -a /run/labctl-ufw/ufw /etc/ufw && cp -a /run/labctl-ufw/default/ufw /etc/default/ufw
-rm -rf /run/labctl-ufw
 for t in iptables ip6tables; do
   for c in INPUT FORWARD OUTPUT; do
     $t -S $c | grep -e "-j ufw" | sed "s/^-A /-D /" | while read -r rule; do $t $rule; done
@@ -39,6 +41,10 @@ for t in iptables ip6tables; do
   for c in $chains; do $t -F $c; done
   for c in $chains; do $t -X $c; done
 done
+if [ ! -e /run/labctl-ufw/had-ip6-filter ] && ! ip6tables -S 2>/dev/null | grep -q '^-[AN] '; then
+  nft delete table ip6 filter 2>/dev/null || true
+fi
+rm -rf /run/labctl-ufw
 """
 
 

@@ -189,6 +189,9 @@ def give_up(lab: Lab, diagnose: Callable[[Lab], Diagnosis],
     record = _require(lab)
     notify("diagnosing the broken lab")
     diagnosis = diagnose(lab)
+    now = firewall_state.read(lab)
+    faults_gone = bool(record["fault_lines"]) and not any(
+        set(lines) & set(now.get(host, [])) for host, lines in record["fault_lines"].items())
     notify("restoring the lab")
     _restore(lab, record["parts"])
     sealed.remove(lab)
@@ -198,13 +201,16 @@ def give_up(lab: Lab, diagnose: Callable[[Lab], Diagnosis],
     left = firewall_state.compare(record["clean_rules"], firewall_state.read(lab), {}).lines()
     lines = ["The fault was:", *[f"  {a}" for a in record["answer"]],
              "`labctl diagnose` would have said:",
-             *([f"  {e}" for e in diagnosis.errors] or ["  (nothing: it missed this one)"]),
+             *([f"  {e}" for e in diagnosis.errors]
+               or ["  (nothing now: your changes had already removed the fault's rules)" if faults_gone
+                   else "  (nothing: it missed this one)"]),
              f"  {diagnosis.summary}",
              "The lab is restored" + (" and works again." if works.ok else
                                       ", but the workload still fails: " + "; ".join(works.symptoms()[:3]))]
     if left:
         lines += ["The firewalls differ from before the drill (your own changes?):", *[f"  {x}" for x in left]]
     return Outcome(works.ok, lines, {"answer": record["answer"], "diagnosis": diagnosis.findings,
+                                     "fault_already_removed": faults_gone,
                                      "restored": works.ok, "firewall_changes": left, **entry})
 
 

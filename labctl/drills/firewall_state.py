@@ -20,6 +20,7 @@ READ = {
                "command -v firewall-cmd >/dev/null && echo firewalld $(firewall-cmd --state 2>&1)",
 }
 MARK = "@@labctl-section:"
+DAEMON_ON = {"Status: active": "ufw", "firewalld running": "firewalld"}  # lines of READ["daemons"]
 XTABLES = re.compile(r"^table (ip|ip6|arp|bridge) (filter|nat|mangle|raw|security)$")  # iptables-nft's own
 
 
@@ -31,7 +32,9 @@ def _iptables(text: str, kind: str) -> list[str]:
             table = line[1:]
         elif line.startswith(":"):
             chain, policy = line[1:].split()[:2]
-            if policy != "-":
+            # ACCEPT is where a built-in chain starts: an empty iptables-legacy table, which a
+            # single legacy command leaves in the kernel for good, reads as no table at all
+            if policy not in ("-", "ACCEPT"):
                 out.append(f"{kind} {table}: policy {chain} {policy}")
         elif line.startswith("-A "):
             out.append(f"{kind} {table}: {line}")
@@ -81,7 +84,7 @@ def _restrictive(line: str) -> bool:
     text = line.lower()
     return (bool(re.search(r"-j (drop|reject)\b", text)) or bool(re.search(r"policy \S+ drop$|: policy drop$", text))
             or (bool(re.search(r"\b(drop|reject)\b", text)) and line.startswith("nft "))
-            or text in ("status: active", "firewalld running"))
+            or line in DAEMON_ON)
 
 
 def _opens_all(line: str) -> bool:
@@ -125,14 +128,29 @@ def compare(before: dict[str, list[str]], after: dict[str, list[str]],
             change.removed[host] = removed
         if added:
             change.added[host] = added
+        switched_off = [line for line in removed if line in DAEMON_ON]
+        for line in switched_off:
+            change.too_broad.append(f"{host}: {DAEMON_ON[line]} was switched off (it said `{line}`), which "
+                                    "opens every port it guarded; allow the port the fault needs instead")
         for line in removed:
-            if line not in ours and _restrictive(line):
-                change.too_broad.append(f"{host}: removed `{_bare(line)}`, which was not the fault")
+            if line in ours or line in DAEMON_ON or not _restrictive(line):
+                continue
+            if switched_off and _owned_by_daemon(line):
+                continue  # went with the daemon, told above
+            change.too_broad.append(f"{host}: removed `{_bare(line)}`, which was not the fault")
         for line in added:
             if _opens_all(line):
                 change.too_broad.append(f"{host}: added `{_bare(line)}`, which lets in more than the fault needs")
     return change
 
 
+def _owned_by_daemon(line: str) -> bool:
+    """A rule or chain policy ufw or firewalld writes (and takes away when switched off)."""
+    return ": policy " in line or bool(re.search(r"\bufw6?-|\bf2b-|nft (inet|ip|ip6) firewalld ", line))
+
+
 def _bare(line: str) -> str:
-    return line.split(": ", 1)[1] if ": " in line else line
+    """The rule as its tool prints it: without the backend and table it was read from."""
+    if line.startswith(("iptables ", "legacy ", "nft ")) and ": " in line:
+        return line.split(": ", 1)[1]
+    return line

@@ -12,10 +12,12 @@ from typing import Any
 from ..lab import Lab
 from ..scenarios import images
 from ..ssh import Host, fan_out
+from ..wait import WaitTimeout, wait_until
 
 NETWORK = "drillnet"
 SUBNET = "10.213.7.0/24"
 COUNT = 10  # small pings per pair: a 50% loss shows in all but 1 of 1000 runs
+NAME_WAIT = 30.0  # seconds for a new container's name to reach its peers (gossip)
 BIG = 1400  # bytes of ICMP payload: fits the overlay's 1450, not an underlay cut to 1400
 
 
@@ -66,18 +68,48 @@ class Result:
                 "symptoms": self.symptoms()}
 
 
-def _start(host: Host, image: str) -> str:
+def _swarm_state(host: Host) -> str | None:
+    """The host's swarm state as its dockerd says it (active, inactive, ...); None: no dockerd answers."""
+    res = host.run("docker info -f '{{.Swarm.LocalNodeState}}'", sudo=True, timeout=30)
+    return res.out.strip() if res.ok else None
+
+
+def _start(host: Host, image: str, swarm: str) -> str:
     """Its container running on the overlay ('' when it is), or what went wrong, as docker says it."""
     name = container(host.name)
-    state = host.run(f"docker inspect -f '{{{{.State.Running}}}}' {name}", sudo=True, timeout=30)
-    if state.ok and state.out.strip() == "true":
+    # A container stays running when its host leaves the swarm, cut off from the overlay, and one
+    # started before a re-join is not attached again: only a member's attached container counts.
+    state = host.run(f"docker inspect -f '{{{{.State.Running}}}} {{{{range $k, $v := .NetworkSettings.Networks}}}}"
+                     f"{{{{$k}}}} {{{{end}}}}' {name}", sudo=True, timeout=30)
+    running, _, networks = state.out.strip().partition(" ")
+    if swarm == "active" and state.ok and running == "true" and NETWORK in networks.split():
         return ""
-    if not host.run("docker info >/dev/null 2>&1", sudo=True, timeout=30).ok:
-        return "docker does not answer (`docker ps`: Cannot connect to the Docker daemon)"
     host.run(f"docker rm -f {name} >/dev/null 2>&1", sudo=True, timeout=30)
     run = host.run(f"docker run -d --name {name} --hostname {name} --network {NETWORK} "
                    f"{shlex.quote(image)} sleep 1d", sudo=True, timeout=90)
-    return "" if run.ok else f"`docker run --network {NETWORK}` failed: {run.tail(1)}"
+    if run.ok:
+        return ""
+    why = f"`docker run --network {NETWORK}` failed: {run.tail(1)}"
+    return why if swarm == "active" else f"{why} (`docker info`: Swarm: {swarm or 'unknown'})"
+
+
+def _resolves(host: Host, src: str, dst: str) -> bool:
+    return host.run(f"docker exec {container(src)} nslookup {container(dst)} >/dev/null 2>&1",
+                    sudo=True, timeout=30).ok
+
+
+def _await_names(hosts: dict[str, Host], jobs: list[tuple[str, str]]) -> None:
+    """A container just started is known to its peers once gossip has carried its name: wait for
+    that (bounded), so a ping reports the data path, not a record still on its way. A name that
+    never arrives is left for the ping to report."""
+    def known(job: tuple[str, str]) -> None:
+        try:
+            wait_until(lambda: _resolves(hosts[job[0]], *job), NAME_WAIT, f"{job[1]} known on {job[0]}",
+                       interval=0.5)
+        except WaitTimeout:
+            pass
+    with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+        list(pool.map(known, jobs))
 
 
 def _ping(host: Host, src: str, dst: str) -> Pair:
@@ -101,12 +133,22 @@ def run(lab: Lab) -> Result:
     hosts = lab.hosts()
     manager = hosts[lab.spec.manager.name]
     result = Result()
-    image = images.choose(hosts, manager.name).alpine
+    live: dict[str, str] = {}  # host -> its swarm state, for the hosts whose dockerd answers
+    for name, state in fan_out(list(hosts.values()), _swarm_state).items():
+        if isinstance(state, BaseException):
+            result.setup[name] = f"unreachable: {state}"
+        elif state is None:
+            result.setup[name] = "docker does not answer (`docker ps`: Cannot connect to the Docker daemon)"
+        else:
+            live[name] = state
+    if manager.name not in live:
+        return result  # the network lives on the manager: nothing can be started
+    image = images.choose({n: hosts[n] for n in live}, manager.name).alpine
     net = manager.run(f"docker network inspect {NETWORK} >/dev/null 2>&1 || docker network create -d overlay "
                       f"--attachable --subnet {SUBNET} {NETWORK}", sudo=True, timeout=60)
     if not net.ok:
         result.setup[manager.name] = f"`docker network create {NETWORK}` failed: {net.tail(1)}"
-    started = fan_out(list(hosts.values()), lambda h: _start(h, image))
+    started = fan_out([hosts[n] for n in live], lambda h: _start(h, image, live[h.name]))
     for name, why in started.items():
         if isinstance(why, BaseException):
             result.setup[name] = f"unreachable: {why}"
@@ -114,6 +156,7 @@ def run(lab: Lab) -> Result:
             result.setup[name] = why
     up = [h for h in lab.spec.host_names if h not in result.setup]
     jobs = [(src, dst) for src in up for dst in up if src != dst]
+    _await_names(hosts, jobs)
     with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
         result.pairs = list(pool.map(lambda j: _ping(hosts[j[0]], *j), jobs))
     return result

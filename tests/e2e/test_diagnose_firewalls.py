@@ -47,17 +47,22 @@ STATE = {"iptables": "iptables-nft-save; ip6tables-nft-save", "legacy": "iptable
 DAEMONS = ("firewalld", "dbus-daemon")
 
 
+DOCKERS_OWN = re.compile(r"DOCKER|docker0|docker_gwbridge")
+
+
 def _tables(save: str, drop_empty: bool = False) -> list[str]:
-    """iptables-save text as lines without comments or counters; with `drop_empty`, without the
-    tables that hold no rule and accept everything (an iptables-legacy table, once used, stays in
-    the kernel for good, empty)."""
+    """iptables-save text as lines without comments or counters, Docker's own rules in sorted
+    order (a dockerd that restarts writes them anew, in an order of its own); with `drop_empty`,
+    without the tables that hold no rule and accept everything (an iptables-legacy table, once
+    used, stays in the kernel for good, empty)."""
     out: list[str] = []
     for table in re.split(r"^(?=\*)", save, flags=re.M):
         lines = [re.sub(r" \[\d+:\d+\]$", "", x) for x in table.splitlines() if x and not x.startswith("#")]
         if drop_empty and not any(x.startswith("-A ") for x in lines) and \
                 all(x.endswith(" ACCEPT") for x in lines if x.startswith(":")):
             continue
-        out += lines
+        dockers = sorted(x for x in lines if DOCKERS_OWN.search(x))
+        out += [x for x in lines if not DOCKERS_OWN.search(x)] + dockers
     return out
 
 

@@ -173,6 +173,20 @@ def test_a_too_broad_fix_is_called_out_and_give_up_restores(drill_lab: LabRun) -
     data = json.loads(proc.stdout)
     assert data["restored"] and data["answer"] == record["answer"]
     assert data["firewall_changes"] == [], data
+    # the flush had removed the fault too: diagnose rightly finds nothing, and is not said to miss it
+    assert [f for f in data["diagnosis"] if f["severity"] == "error"] == [] and data["fault_already_removed"]
+    told_text = lab("drill", "report").stdout
+    assert "island" in told_text and "gave up" in told_text
+
+
+def test_give_up_shows_what_diagnose_finds_and_restores(drill_lab: LabRun) -> None:
+    lab = drill_lab
+    _, record = _start(lab, "island")
+    host = record["facts"]["host"]
+    proc = lab("drill", "give-up", "--json", timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["restored"] and data["firewall_changes"] == [] and not data["fault_already_removed"], data
     assert {(f["code"], f["host"]) for f in data["diagnosis"] if f["severity"] == "error"} == {("port-dropped", host)}
 
 
