@@ -86,3 +86,15 @@ def remove_untracked_nodes(lab: str, tracked: set[str], on_line: Callable[[str],
     if orphans:
         on_line(f"removing {len(orphans)} container(s) an interrupted run left behind")
         docker("rm", "-f", "-v", *orphans, check=True)
+
+
+def attach_to_network(spec: LabSpec, containers: dict[str, str], on_line: Callable[[str], None]) -> None:
+    """Connect each host's container (host -> id) to the lab's network where it is not: a `vagrant
+    up` interrupted between `docker run` and `docker network connect` leaves a node Vagrant takes
+    for made, without its private address."""
+    for host, cid in containers.items():
+        nets = docker("inspect", "-f", "{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}", cid)
+        if not nets.ok or spec.docker_network in nets.out.split():
+            continue  # gone (Vagrant makes it again) or attached
+        on_line(f"{host} is not on the lab's network (an interrupted run?): connecting it")
+        docker("network", "connect", "--ip", spec.host(host).ip, spec.docker_network, cid, check=True)

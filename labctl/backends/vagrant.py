@@ -138,6 +138,8 @@ class VagrantBackend:
             self.state.save({})
             return None
         if known.keys() >= set(self.spec.host_names):
+            if self.spec.provider == "docker":
+                local_docker.attach_to_network(self.spec, self._tracked(), on_line)
             on_line("checking whether the hosts already answer")
             if all_answer(self._hosts(connect_timeout=3)):
                 return "all hosts already running"
@@ -158,7 +160,7 @@ class VagrantBackend:
             local_docker.ensure_network(self.spec)
             # A `vagrant up` interrupted after `docker run` leaves a container
             # Vagrant does not know; its name would block the next create.
-            local_docker.remove_untracked_nodes(self.spec.name, self._tracked_ids(), on_line)
+            local_docker.remove_untracked_nodes(self.spec.name, set(self._tracked().values()), on_line)
         write_private(self.state.vagrant_log, "")  # Vagrant appends to it; owner-only like all state
         lines: list[str] = []
         try:
@@ -175,13 +177,16 @@ class VagrantBackend:
             on_line("interrupted: waiting for Vagrant to finish cleaning up")
             _reap_children()
             raise
+        if self.spec.provider == "docker":
+            local_docker.attach_to_network(self.spec, self._tracked(), on_line)
 
-    def _tracked_ids(self) -> set[str]:
-        ids = set()
+    def _tracked(self) -> dict[str, str]:
+        """host -> the id of the container Vagrant recorded for it (docker provider)."""
+        ids = {}
         for host in self.spec.host_names:
             id_file = self.state.vagrant_dotfile / "machines" / host / "docker" / "id"
             if id_file.is_file():
-                ids.add(id_file.read_text().strip())
+                ids[host] = id_file.read_text().strip()
         return ids
 
     def endpoints(self) -> dict[str, Endpoint]:

@@ -113,26 +113,27 @@ def _pick(lab: Lab, rng: random.Random, made: Made, workers_only: bool = False) 
     return host
 
 
-def _inbound(lab: Lab, rng: random.Random, made: Made) -> None:
+def _blocked(lab: Lab, rng: random.Random, made: Made, direction: str) -> None:
+    """VXLAN stopped by the host's iptables: dropped coming in, or rejected going out."""
     host = _pick(lab, rng, made)
-    _rule(lab, made, host, "INPUT", GUARD)
+    chain, guard, action = ("INPUT", GUARD, "DROP") if direction == "in" else ("OUTPUT", GUARD_OUT, "REJECT")
+    _rule(lab, made, host, chain, guard)
     with made.fault():
-        _fault(lab, made, host, "block", port=f"{DATA}/udp", action="DROP", direction="in")
+        _fault(lab, made, host, "block", port=f"{DATA}/udp", action=action, direction=direction)
     made.facts |= {"host": host}
-    made.answer.append(f"{host}'s iptables INPUT chain drops UDP {DATA} (VXLAN): "
-                       f"`iptables -I INPUT -p udp --dport {DATA} -j DROP`")
-    made.expect += [["port-dropped", host, DATA]]
+    how = "drops" if direction == "in" else "rejects"
+    made.answer.append(f"{host}'s iptables {chain} chain {how} UDP {DATA} (VXLAN)"
+                       + ("" if direction == "in" else " on the way out")
+                       + f": `iptables -I {chain} -p udp --dport {DATA} -j {action}`")
+    made.expect += [["port-dropped" if direction == "in" else "port-rejected", host, DATA]]
+
+
+def _inbound(lab: Lab, rng: random.Random, made: Made) -> None:
+    _blocked(lab, rng, made, "in")
 
 
 def _egress(lab: Lab, rng: random.Random, made: Made) -> None:
-    host = _pick(lab, rng, made)
-    _rule(lab, made, host, "OUTPUT", GUARD_OUT)
-    with made.fault():
-        _fault(lab, made, host, "block", port=f"{DATA}/udp", action="REJECT", direction="out")
-    made.facts |= {"host": host}
-    made.answer.append(f"{host}'s iptables OUTPUT chain rejects UDP {DATA} (VXLAN) on the way out: "
-                       f"`iptables -I OUTPUT -p udp --dport {DATA} -j REJECT`")
-    made.expect += [["port-rejected", host, DATA]]
+    _blocked(lab, rng, made, "out")
 
 
 def _ufw(lab: Lab, rng: random.Random, made: Made) -> None:
@@ -194,20 +195,21 @@ def _lossy(lab: Lab, rng: random.Random, made: Made) -> None:
     made.expect += [["lossy", host, DATA]]
 
 
-def _left(lab: Lab, rng: random.Random, made: Made) -> None:
+def _worker_down(lab: Lab, rng: random.Random, made: Made, kind: str, answer: str, code: str) -> None:
+    """A worker out of the swarm by `labctl fault` KIND; `answer` names it with {host}."""
     host = _pick(lab, rng, made, workers_only=True)
-    _fault(lab, made, host, "leave")
+    _fault(lab, made, host, kind)
     made.facts |= {"host": host}
-    made.answer.append(f"{host} left the swarm (`docker swarm leave`)")
-    made.expect += [["not-in-swarm", host, None]]
+    made.answer.append(answer.format(host=host))
+    made.expect += [[code, host, None]]
+
+
+def _left(lab: Lab, rng: random.Random, made: Made) -> None:
+    _worker_down(lab, rng, made, "leave", "{host} left the swarm (`docker swarm leave`)", "not-in-swarm")
 
 
 def _dockerd(lab: Lab, rng: random.Random, made: Made) -> None:
-    host = _pick(lab, rng, made, workers_only=True)
-    _fault(lab, made, host, "docker-stop")
-    made.facts |= {"host": host}
-    made.answer.append(f"dockerd is stopped on {host}")
-    made.expect += [["docker-down", host, None]]
+    _worker_down(lab, rng, made, "docker-stop", "dockerd is stopped on {host}", "docker-down")
 
 
 LAYER = "The swarm's control plane looks fine (`docker node ls`): look at the data path between hosts."

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from labctl.drills.catalog import UFW_RESTORE, UFW_SAVE
 from tests.conftest import LabRun
 from tests.e2e.test_diagnose import _subnet_ip, diagnose, problems, wait_healthy
 
@@ -125,25 +126,6 @@ def test_native_nft_table_dropping_gossip_tcp(clean: LabRun) -> None:
         _ok(lab, "worker-1", "nft delete table ip guard")
 
 
-# ufw keeps its settings in /etc (saved and put back here) and, once disabled, leaves its chains
-# and the jumps to them in iptables and ip6tables: removed here, so the host is as it was.
-UFW_SAVE = ("rm -rf /run/ufw-saved && mkdir -p /run/ufw-saved/default && "
-            "cp -a /etc/ufw /run/ufw-saved/ && cp -a /etc/default/ufw /run/ufw-saved/default/")
-UFW_REMOVE = """
-ufw --force disable >/dev/null
-rm -rf /etc/ufw && cp -a /run/ufw-saved/ufw /etc/ufw && cp -a /run/ufw-saved/default/ufw /etc/default/ufw
-rm -rf /run/ufw-saved
-for t in iptables ip6tables; do
-  for c in INPUT FORWARD OUTPUT; do
-    $t -S $c | grep -e "-j ufw" | sed "s/^-A /-D /" | while read -r rule; do $t $rule; done
-  done
-  chains=$($t -S | sed -n "s/^-N \\(ufw6\\{0,1\\}-.*\\)$/\\1/p")
-  for c in $chains; do $t -F $c; done
-  for c in $chains; do $t -X $c; done
-done
-"""
-
-
 def _script(lab: LabRun, host: str, text: str) -> str:
     """A shell script on a host, as root, free of any quoting (it travels base64-encoded)."""
     return _ok(lab, host, f"echo {base64.b64encode(text.encode()).decode()} | base64 -d | sh -e")
@@ -152,7 +134,6 @@ def _script(lab: LabRun, host: str, text: str) -> str:
 def test_ufw_default_deny_missing_vxlan(clean: LabRun) -> None:
     """Open ports are never blamed: only the one ufw does not allow."""
     lab = clean
-    ip6_filter = "table ip6 filter" in _ok(lab, "worker-2", "nft list tables")
     _ok(lab, "worker-2", UFW_SAVE)
     try:
         _ok(lab, "worker-2", "ufw default deny incoming && ufw allow 22/tcp && ufw allow 2377/tcp && "
@@ -164,7 +145,7 @@ def test_ufw_default_deny_missing_vxlan(clean: LabRun) -> None:
             assert "`ufw allow 4789/udp`" in f["fix"]
             assert f["rule"] == "worker-2: filter/INPUT: -P INPUT DROP"
     finally:
-        _script(lab, "worker-2", UFW_REMOVE + ("" if ip6_filter else "nft delete table ip6 filter\n"))
+        _script(lab, "worker-2", UFW_RESTORE)  # as a drill puts ufw back; the fixture checks it
 
 
 FIREWALLD_START = ("mkdir -p /run/dbus && rm -f /run/dbus/pid && dbus-daemon --system --fork && "
