@@ -55,6 +55,7 @@ def analyze(ev: Evidence) -> list[Finding]:
     for host, err in ev.probe_errors.items():
         findings.append(Finding("probe-failed", "warning", host, "the packet probes could not run on this host",
                                 err, "check that python3-scapy and tcpdump are installed on the host"))
+    findings = _explained_by_addresses(findings)
     if ev.focus:
         findings = [f for f in findings if ev.focus in (f.host, f.peer)]
     findings.sort(key=lambda f: (*_rank(f), f.host, f.peer or "", f.port or 0))
@@ -301,14 +302,28 @@ def duplicate_addresses(ev: Evidence) -> list[Finding]:
     for addr, names in by_addr.items():
         if len(names) < 2:
             continue
-        for name in names:
+        # The host that has the address is right; the others took it. Unknown: each is named.
+        owners = [n for n in names if addr in ev.hosts[n].local_addrs()]
+        wrong = [n for n in names if n not in owners] if owners else names
+        for name in wrong:
             others = [o for o in names if o != name]
-            out.append(Finding("advertise-addr-duplicate", "error", name,
-                               f"{name} and {', '.join(others)} advertise the same address {addr}",
+            said = (f"{name} advertises {addr}, the address of {owners[0]}" if owners else
+                    f"{name} and {', '.join(others)} advertise the same address {addr}")
+            out.append(Finding("advertise-addr-duplicate", "error", name, said,
                                f"docker info / docker node inspect: {', '.join(names)} -> {addr}",
-                               f"re-join each with its own --advertise-addr (that of {name}: {ev.hosts[name].ip})",
-                               peer=others[0]))
+                               f"re-join {name} with its own --advertise-addr ({ev.hosts[name].ip})",
+                               peer=owners[0] if owners else others[0]))
     return out
+
+
+def _explained_by_addresses(findings: list[Finding]) -> list[Finding]:
+    """A host advertising another's address (or none of its own) breaks gossip with it: the
+    address is the cause, told once; the gaps and the bare not-local follow from it."""
+    involved = {n for f in findings if f.code.startswith("advertise-addr-") for n in (f.host, f.peer) if n}
+    duplicated = {f.host for f in findings if f.code == "advertise-addr-duplicate"}
+    return [f for f in findings
+            if not (f.code == "gossip-broken" and (f.host in involved or f.peer in involved))
+            and not (f.code == "advertise-addr-not-local" and f.host in duplicated)]
 
 
 @dataclass(frozen=True)
