@@ -131,7 +131,7 @@ def report(
         print(json.dumps(entries, indent=2))
         return
     if not entries:
-        info(f"no drills finished on lab {lab_name} yet: `labctl drill start`")
+        info(f"no drills finished on lab '{lab_name}' yet: `labctl drill start`")
         return
     emit_table(["drill", "level", "outcome", "grade", "time", "hints", "diagnose"],
                [[e["drill"], str(e["level"]), e["outcome"], e["grade"], f"{e['seconds']:.0f} s", str(e["hints"]),

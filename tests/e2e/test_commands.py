@@ -65,3 +65,17 @@ def test_status_formats(lab: LabRun) -> None:
     assert "manager (host1)" in plain and "worker-2 (host3)" in plain and "ready" in plain
     markdown = lab("status", "--format", "markdown", check=True).stdout
     assert "| manager (host1)" in markdown and "|---" in markdown.replace(":", "-")
+
+
+def test_images_load_into_a_host_whose_docker_is_down_names_it(lab: LabRun, tiny_image: str) -> None:
+    """The remote `docker load` ends without reading its input: that is a failed load on that host,
+    not a lost connection."""
+    lab("fault", "add", "worker-2", "docker-stop", check=True, timeout=180)
+    try:
+        proc = lab("images", "load", tiny_image, timeout=300)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "worker-2: `docker load` failed" in proc.stderr and "connection lost" not in proc.stderr, proc.stderr
+    finally:
+        lab("fault", "clear", check=True, timeout=300)
+    for host in ("manager", "worker-1", "worker-2"):
+        lab.sh(host, f"docker rmi -f {tiny_image} >/dev/null 2>&1; true")
