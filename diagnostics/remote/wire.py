@@ -157,6 +157,8 @@ class Capture:
                     self.sock.close()
                     raise ValueError(f"the capture filter {bpf!r} was refused: {exc}") from None
                 self.filter_error = f"{type(exc).__name__}: {exc}"
+            else:
+                self._drain()
         for opt in (SO_RCVBUFFORCE, socket.SO_RCVBUF):  # a burst of probes must not overflow it
             try:
                 self.sock.ins.setsockopt(socket.SOL_SOCKET, opt, RCVBUF)
@@ -171,6 +173,15 @@ class Capture:
         self.limit = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _drain(self):
+        """Drop what the socket queued before its filter was attached: the kernel filters only
+        packets that arrive after, so anything (SSH, gossip) may be waiting in the queue."""
+        for _ in range(100000):
+            ready, _, _ = select.select([self.sock.ins], [], [], 0)
+            if not ready:
+                return
+            self.sock.ins.recv(65535)
 
     def start(self):
         self._thread.start()

@@ -4,6 +4,7 @@ VXLAN), and when its probes have seen all they will see."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -180,3 +181,37 @@ def test_each_second_a_run_starts_its_source_ports_elsewhere_and_stays_in_range(
     assert all(SPORT_BASE <= s and s + 208 - 1 <= SPORT_LAST and (s - SPORT_BASE) % 8 == 0 for s in starts)
     assert len(set(starts[:60])) == 60  # runs within a minute never share a 4-tuple (SYN_RECV lasts 60 s)
     assert first_sport(1000, 8, 5.0) == SPORT_BASE  # no room: the start of the range
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("tcpdump") is None,
+                    reason="a packet socket needs root, scapy's filter compiler tcpdump")
+def test_what_the_socket_queued_before_its_filter_is_not_delivered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A packet socket takes every packet until its BPF filter is attached: an SSH or gossip packet
+    caught then would be decoded as if the filter had let it in."""
+    import select
+    import socket as socket_mod
+
+    from scapy.layers.inet import UDP
+
+    wire = _wire()
+    real_attach = wire.attach_filter
+    out = socket_mod.socket(socket_mod.AF_INET, socket_mod.SOCK_DGRAM)
+
+    def attach_late(sock: Any, bpf: str, iface: str) -> None:
+        out.sendto(b"not for the capture", ("127.0.0.1", 9))
+        assert select.select([sock], [], [], 5)[0]  # queued, unfiltered
+        real_attach(sock, bpf, iface)
+
+    monkeypatch.setattr(wire, "attach_filter", attach_late)
+    seen: list[Any] = []
+    cap = wire.Capture("lo", "udp dst port 4790", seen.append, strict_filter=True).start()
+    try:
+        out.sendto(b"for the capture", ("127.0.0.1", 4790))
+        for _ in range(50):  # the capture thread hands it on within 5 s
+            if seen:
+                break
+            select.select([], [], [], 0.1)
+    finally:
+        cap.stop()
+        out.close()
+    assert seen and all(p[UDP].dport == 4790 for p in seen), [p.summary() for p in seen]
