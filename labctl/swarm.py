@@ -53,7 +53,12 @@ def init_manager(manager: Host, spec: HostSpec) -> str:
 def leave(host: Host, force: bool = False, check: bool = False) -> Result:
     """Make `host` leave its swarm (`force`: also a manager, or a node cut off from the others).
     With `check`, a failure is a LabError."""
-    result = host.run("docker swarm leave" + (" --force" if force else ""), sudo=True, timeout=60)
+    for _ in range(JOIN_ATTEMPTS):
+        result = host.run("docker swarm leave" + (" --force" if force else ""), sudo=True, timeout=60)
+        # A node whose peers cannot reach it (e.g. one that advertised a wrong address) may have its
+        # leave time out once ("context deadline exceeded"); the next one goes through.
+        if result.ok or not transient(result.tail(2)):
+            break
     if check and not result.ok:
         raise LabError(f"{host.name}: `docker swarm leave` failed: {result.tail(2)}")
     return result
@@ -111,7 +116,7 @@ def join_worker(worker: Host, spec: HostSpec, manager_ip: str, token: str,
         leave(worker, force=True)
         note = f" (left its stale swarm membership: {info.state}, {info.node_addr or 'no address'})"
     for attempt in range(1, JOIN_ATTEMPTS + 1):
-        error = _join_once(worker, join_request(spec, manager_ip, token, addr))
+        error = _join_once(worker, join_request(spec, manager_ip, token, addr), addr)
         if not error or not transient(error) or attempt == JOIN_ATTEMPTS:
             break
         leave(worker, force=True)  # a join that timed out can leave the node pending or in error
@@ -132,12 +137,14 @@ def transient(error: str) -> bool:
     return any(marker in error for marker in TRANSIENT)
 
 
-def _join_once(worker: Host, body: bytes) -> str:
+def _join_once(worker: Host, body: bytes, addr: str) -> str:
     """One join through the Engine API: "" once joined, else why not."""
     error = api_error(worker.run(JOIN_COMMAND, sudo=True, stdin=body, timeout=120))
     if JOIN_GOES_ON in error:
         # dockerd gave up waiting after 20 s but keeps joining (a slow or busy manager): wait for it.
         error = _joined_in_background(worker)
+    elif transient(error) and _landed_after_all(worker, addr):
+        error = ""  # the request timed out, the join did not: a retry would find it "already part of a swarm"
     return error
 
 
@@ -158,6 +165,14 @@ def _joined_in_background(worker: Host) -> str:
     if info is None or info.state == "active":  # (wait_until returns only a settled state)
         return ""
     return f"the join ended {info.state}: {info.error or 'no reason given'}"
+
+
+def _landed_after_all(worker: Host, addr: str) -> bool:
+    """After a join request that timed out: whether the worker became a member advertising `addr`."""
+    try:
+        return not _joined_in_background(worker) and swarm_info(worker).node_addr == addr
+    except LabError:
+        return False
 
 
 def mask(text: str, token: str) -> str:

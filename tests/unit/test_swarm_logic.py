@@ -252,3 +252,58 @@ def test_a_join_refused_for_good_is_not_tried_again() -> None:
     with pytest.raises(LabError, match="invalid join token"):
         swarm.join_worker(worker, SPEC.host("worker-1"), SPEC.manager.ip, TOKEN)  # type: ignore[arg-type]
     assert sum("/swarm/join" in c for c in worker.commands()) == 1
+
+
+class JoinedDespiteDeadline(FakeHost):
+    """The join request fails with the gRPC deadline, yet the node did join meanwhile (seen when a
+    worker re-joins after advertising a wrong address): another try would be refused."""
+
+    def __init__(self) -> None:
+        super().__init__("worker-1")
+        self.joins = 0
+
+    def run(self, command: str, **kw: object) -> Result:  # type: ignore[override]
+        self.calls.append((command, kw.get("stdin")))  # type: ignore[arg-type]
+        if "/swarm/join" in command:
+            self.joins += 1
+            return Result(0, json.dumps({"message": "context deadline exceeded"}) + "\n500", "")
+        if "docker info" in command:
+            return docker_info(info_json("active", "w1", "192.168.56.11") if self.joins else info_json("inactive"))
+        return Result(0, "", "")
+
+
+def test_a_join_whose_request_timed_out_but_which_landed_is_not_tried_again() -> None:
+    worker = JoinedDespiteDeadline()
+    summary = swarm.join_worker(worker, SPEC.host("worker-1"), SPEC.manager.ip, TOKEN)  # type: ignore[arg-type]
+    assert summary == "joined, advertising 192.168.56.11"
+    assert worker.joins == 1 and "docker swarm leave --force" not in worker.commands()
+
+
+class SlowLeave(FakeHost):
+    """The first leave times out (a node its peers cannot reach), the second goes through."""
+
+    def __init__(self) -> None:
+        super().__init__("worker-1")
+        self.leaves = 0
+
+    def run(self, command: str, **kw: object) -> Result:  # type: ignore[override]
+        self.calls.append((command, kw.get("stdin")))  # type: ignore[arg-type]
+        if "swarm leave" in command:
+            self.leaves += 1
+            return Result(0, "Node left the swarm.", "") if self.leaves > 1 else \
+                Result(1, "", "Error response from daemon: context deadline exceeded")
+        return Result(0, "", "")
+
+
+def test_a_leave_that_times_out_is_tried_again() -> None:
+    host = SlowLeave()
+    assert swarm.leave(host, force=True, check=True).ok  # type: ignore[arg-type]
+    assert host.leaves == 2
+
+
+def test_a_leave_refused_for_good_is_not_tried_again() -> None:
+    host = FakeHost("worker-1", {"swarm leave": Result(1, "", "Error response from daemon: This node is not "
+                                                             "part of a swarm")})
+    with pytest.raises(LabError, match="not part of a swarm"):
+        swarm.leave(host, check=True)  # type: ignore[arg-type]
+    assert len(host.calls) == 1
