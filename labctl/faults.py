@@ -38,7 +38,8 @@ class Fault:
             peer = f" {'from' if p['direction'] == 'in' else 'to'} {p['peer']}" if p.get("peer") else ""
             return f"{p['action']} {p['proto'].upper()} {p['port']} {p['direction']}bound on {self.host}{peer}"
         if self.kind == "path-drop":
-            return f"drop {p['proto'].upper()} {p['port']} from {p['peer']} to {self.host} on the path"
+            verb = "reject (ICMP admin-prohibited)" if p.get("action") == "REJECT" else "drop"
+            return f"{verb} {p['proto'].upper()} {p['port']} from {p['peer']} to {self.host} on the path"
         if self.kind == "mtu":
             return f"underlay {p['dev']} MTU {self.undo['mtu']} -> {p['mtu']} on {self.host}"
         if self.kind == "docker-stop":
@@ -182,12 +183,17 @@ def apply(lab: Lab, host: str, kind: str, *, port: str | None = None, action: st
         if bridge is None:
             raise UsageError(f"path-drop is made on this machine's bridge: provider {spec.provider} is not supported",
                              hint="use `block` on the receiving host instead")
+        action = action.upper()
+        if action not in ("DROP", "REJECT"):
+            raise UsageError("--action is DROP or REJECT")
         if _bridge_nf() != "1":
             raise LabError("bridged traffic does not pass iptables here (bridge-nf-call-iptables = 0)",
                            hint="modprobe br_netfilter; sysctl -w net.bridge.bridge-nf-call-iptables=1")
         rule = ["-i", bridge, "-o", bridge, "-s", spec.host(peer).ip, "-d", spec.host(host).ip, "-p", proto,
-                "--dport", str(num), *_comment(comment, fault.id), "-j", "DROP"]
-        fault.params = {"port": num, "proto": proto, "peer": peer}
+                "--dport", str(num), *_comment(comment, fault.id), "-j", action]
+        if action == "REJECT":  # what a router or a cloud ACL answers
+            rule += ["--reject-with", "icmp-admin-prohibited"]
+        fault.params = {"port": num, "proto": proto, "peer": peer, "action": action}
         fault.undo = {"chain": PATH_CHAIN, "rule": rule}
         _local(["iptables", "-I", PATH_CHAIN, "1", *rule])
     elif kind == "mtu":

@@ -24,7 +24,8 @@ def add(
     kind: Annotated[str, typer.Argument(help="block, path-drop, mtu, docker-stop, leave, wrong-advertise.")],
     port: Annotated[Optional[str], typer.Option("--port", help="PORT/PROTO, e.g. 4789/udp (block, path-drop).")]
     = None,
-    action: Annotated[str, typer.Option("--action", help="block: DROP or REJECT.")] = "DROP",
+    action: Annotated[str, typer.Option("--action", help="block, path-drop: DROP or REJECT (on the path: ICMP "
+                                                         "admin-prohibited, as a router answers).")] = "DROP",
     direction: Annotated[str, typer.Option("--direction", help="block: in or out.")] = "in",
     peer: Annotated[Optional[str], typer.Option("--peer", help="Only traffic with this host (path-drop: "
                                                                "required, the other end).")] = None,
