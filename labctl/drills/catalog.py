@@ -5,6 +5,7 @@ from vague to specific. Names and symptoms never tell the cause."""
 from __future__ import annotations
 
 import base64
+import ipaddress
 import random
 import shlex
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ from typing import Any
 from .. import faults
 from ..errors import LabError, UsageError
 from ..lab import Lab
+from . import workload
 
 DATA = 4789
 GUARD = ["-p", "tcp", "--dport", "3306", "-j", "DROP"]  # the host's own policy: its database port stays shut
@@ -45,6 +47,45 @@ if [ ! -e /run/labctl-ufw/had-ip6-filter ] && ! ip6tables -S 2>/dev/null | grep 
   nft delete table ip6 filter 2>/dev/null || true
 fi
 rm -rf /run/labctl-ufw
+"""
+
+# firewalld, started where dockerd already runs, flushes Docker's iptables rules: they are saved
+# before and put back after, as restarting dockerd (what Docker's docs say to do) would; its
+# settings in /etc are put back when it stops.
+FIREWALLD_START = """
+rm -rf /run/labctl-firewalld && mkdir -p /run/labctl-firewalld
+iptables-nft-save > /run/labctl-firewalld/v4 && ip6tables-nft-save > /run/labctl-firewalld/v6
+cp -a /etc/firewalld /run/labctl-firewalld/etc
+if [ -d /run/systemd/system ]; then
+  systemctl start firewalld
+else
+  mkdir -p /run/dbus
+  if ! { [ -e /run/dbus/pid ] && kill -0 "$(cat /run/dbus/pid)" 2>/dev/null; }; then
+    rm -f /run/dbus/pid && dbus-daemon --system --fork && touch /run/labctl-firewalld/started-dbus
+  fi
+  firewalld
+fi
+for i in $(seq 120); do firewall-cmd --state >/dev/null 2>&1 && break; sleep 0.25; done
+firewall-cmd --state >/dev/null
+iptables-nft-restore < /run/labctl-firewalld/v4 && ip6tables-nft-restore < /run/labctl-firewalld/v6
+"""
+FIREWALLD_STOP = """
+[ -d /run/labctl-firewalld ] || exit 0
+if [ -d /run/systemd/system ]; then
+  systemctl stop firewalld
+else
+  pid=$(cat /run/firewalld.pid 2>/dev/null || pgrep -f /usr/sbin/firewalld || true)
+  [ -z "$pid" ] || kill $pid 2>/dev/null || true
+  for i in $(seq 80); do pgrep -f /usr/sbin/firewalld >/dev/null || break; sleep 0.25; done
+  if [ -e /run/labctl-firewalld/started-dbus ]; then
+    kill "$(cat /run/dbus/pid)" 2>/dev/null || true; rm -f /run/dbus/pid
+  fi
+fi
+if pgrep -f /usr/sbin/firewalld >/dev/null; then echo "firewalld does not stop" >&2; exit 1; fi
+nft delete table inet firewalld 2>/dev/null || true
+rm -rf /etc/firewalld && cp -a /run/labctl-firewalld/etc /etc/firewalld
+iptables-nft-restore < /run/labctl-firewalld/v4 && ip6tables-nft-restore < /run/labctl-firewalld/v6
+rm -rf /run/labctl-firewalld
 """
 
 
@@ -164,15 +205,32 @@ def _nft_peer(lab: Lab, rng: random.Random, made: Made) -> None:
     made.expect += [["port-dropped", host, DATA]]
 
 
-def _path(lab: Lab, rng: random.Random, made: Made) -> None:
+def _firewalld(lab: Lab, rng: random.Random, made: Made) -> None:
+    host = _pick(lab, rng, made)
+    made.parts.append({"kind": "firewalld", "host": host})
+    _script(lab, host, FIREWALLD_START)
+    _sh(lab, host, "firewall-cmd --add-port=2377/tcp --add-port=7946/tcp --add-port=7946/udp "
+                   f"--add-port={DATA}/tcp")
+    made.facts |= {"host": host}
+    made.answer.append(f"{host} runs firewalld; VXLAN was opened as `firewall-cmd --add-port={DATA}/tcp`: the wrong "
+                       f"protocol (VXLAN is UDP), so firewalld rejects it (ICMP admin-prohibited)")
+    made.expect += [["port-rejected", host, DATA]]
+
+
+def _path(lab: Lab, rng: random.Random, made: Made, action: str = "DROP") -> None:
     host = _pick(lab, rng, made, workers_only=True)
     peer = next(h.name for h in lab.spec.workers if h.name != host)
     with made.fault():
-        _fault(lab, made, host, "path-drop", port=f"{DATA}/udp", peer=peer)
+        _fault(lab, made, host, "path-drop", port=f"{DATA}/udp", peer=peer, action=action)
     made.facts |= {"host": host, "peer": peer}
-    made.answer.append(f"the path between {peer} and {host} (this machine's bridge, DOCKER-USER chain) drops "
+    what = "drops" if action == "DROP" else "rejects (ICMP admin-prohibited, as a router or cloud ACL answers)"
+    made.answer.append(f"the path between {peer} and {host} (this machine's bridge, DOCKER-USER chain) {what} "
                        f"VXLAN from {peer} to {host}")
-    made.expect += [["path-drop", host, DATA]]
+    made.expect += [["path-drop" if action == "DROP" else "port-rejected", host, DATA]]
+
+
+def _path_reject(lab: Lab, rng: random.Random, made: Made) -> None:
+    _path(lab, rng, made, "REJECT")
 
 
 def _mtu(lab: Lab, rng: random.Random, made: Made) -> None:
@@ -212,6 +270,29 @@ def _dockerd(lab: Lab, rng: random.Random, made: Made) -> None:
     _worker_down(lab, rng, made, "docker-stop", "dockerd is stopped on {host}", "docker-down")
 
 
+def _advertise(lab: Lab, rng: random.Random, made: Made) -> None:
+    host = _pick(lab, rng, made, workers_only=True)
+    fault = _fault(lab, made, host, "wrong-advertise")
+    made.facts |= {"host": host, "ip": lab.spec.host(host).ip, "addr": fault.params["addr"]}
+    made.answer.append(f"{host} joined the swarm with `--advertise-addr {fault.params['addr']}`, an address no host "
+                       f"has: its peers send its overlay traffic there (its own is {lab.spec.host(host).ip})")
+    made.expect += [["advertise-addr-not-local", host, None]]
+
+
+def _overlap(lab: Lab, rng: random.Random, made: Made) -> None:
+    """The drill's overlay re-created on the hosts' own network: containers reach each other, and
+    every address of that network is routed into the overlay."""
+    net = str(ipaddress.ip_network(f"{lab.spec.manager.ip}/24", strict=False))
+    made.parts.append({"kind": "overlay-subnet"})
+    workload.remove(lab, wait=True)
+    _sh(lab, lab.spec.manager.name,
+        f"docker network create -d overlay --attachable --subnet {net} {workload.NETWORK}")
+    made.facts |= {"subnet": net, "addr": lab.spec.manager.ip}
+    made.answer.append(f"the overlay {workload.NETWORK} was created with `--subnet {net}`, the hosts' own network: "
+                       "inside the containers that whole network is routed into the overlay")
+    made.expect += [["subnet-overlap", h.name, None] for h in lab.spec.hosts]
+
+
 LAYER = "The swarm's control plane looks fine (`docker node ls`): look at the data path between hosts."
 DRILLS: tuple[Drill, ...] = (
     Drill("island", 1, "Containers on one host cannot be reached over the overlay from the others.", _inbound, (
@@ -243,6 +324,33 @@ DRILLS: tuple[Drill, ...] = (
         f"Capture VXLAN (UDP {DATA}) on both: the packets leave {{peer}} and never reach {{host}}.",
         "The hosts share a bridge on this machine: `sudo iptables -S DOCKER-USER` here."),
         needs_local_bridge=True),
+    Drill("roadblock", 3, "Two hosts' containers cannot reach each other over the overlay; "
+          "the third reaches both.", _path_reject, (
+        LAYER,
+        "Only the pair {host} and {peer} fails, and neither host's firewall has anything against it.",
+        "Capture on {peer} while its container pings {host}'s: `labctl capture {peer} --filter icmp`. "
+        "Who answers, and with what?",
+        "The hosts share a bridge on this machine: `sudo iptables -S DOCKER-USER` here."),
+        needs_local_bridge=True),
+    Drill("gatekeeper", 2, "Containers on one host cannot be reached over the overlay from the others.", _firewalld, (
+        LAYER,
+        "Every pair that fails involves {host}, and it runs a firewall daemon of its own.",
+        f"The swarm needs TCP 2377, TCP and UDP 7946, UDP {DATA}. Which does {{host}} let in?",
+        "`labctl exec {host} -- sudo firewall-cmd --list-ports`: look at the protocol of each port.")),
+    Drill("stranger", 2, "Containers on one host cannot be reached over the overlay from the others.", _advertise, (
+        "Every host's firewall lets the swarm's ports in: look at where the packets are sent.",
+        "Every pair that fails involves {host}.",
+        "Which address does the swarm know {host} by? `labctl exec manager -- docker node inspect {host} "
+        "-f '{{{{.Status.Addr}}}}'`, and compare with `labctl exec {host} -- ip -4 addr`.",
+        "Join it again with its own address: on {host} `docker swarm leave`, then the manager's "
+        "`docker swarm join-token worker` command with `--advertise-addr {ip}`.")),
+    Drill("crossed-wires", 2, "Containers on the overlay reach each other, but not the hosts' network.", _overlap, (
+        "The overlay itself works: look at where a container sends a packet for a host.",
+        "`labctl exec manager -- docker exec drill-manager ip route`: which route takes {addr}?",
+        f"Compare `docker network inspect {workload.NETWORK}` (its subnet) with the hosts' network.",
+        f"Re-create {workload.NETWORK} with a subnet no host uses: remove its containers, `docker network rm "
+        f"{workload.NETWORK}`, then `docker network create -d overlay --attachable --subnet 10.213.9.0/24 "
+        f"{workload.NETWORK}`.")),
     Drill("big-packets", 2, "Pings over the overlay work, but larger transfers to one host hang.", _mtu, (
         "Small packets pass and large ones do not: think of sizes, not of ports.",
         "The large packets fail whenever {host} is one end.",

@@ -15,12 +15,13 @@ from ..errors import LabError, UsageError
 from ..lab import Lab
 from ..wait import WaitTimeout, wait_until
 from . import catalog, firewall_state, sealed, workload
-from .catalog import UFW_RESTORE, Made
+from .catalog import FIREWALLD_STOP, UFW_RESTORE, Made
 
 SYMPTOM_DEADLINE = 30.0  # a fault's symptom shows within this (a worker that left: at once)
 RESTORE_DEADLINE = 60.0  # the workload works again within this after a restore
 DIAGNOSE_COST = 3  # hints a `labctl diagnose` during a drill counts for: it names the fault
-MAY_USE = ("labctl exec HOST -- CMD / labctl ssh HOST (docker, ip, ping, tcpdump, iptables, nft, ufw), "
+MAY_USE = ("labctl exec HOST -- CMD / labctl ssh HOST (docker, ip, ping, tcpdump, iptables, nft, ufw, "
+           "firewall-cmd), "
            "labctl capture HOST, labctl status; `labctl diagnose` names the fault: it counts as "
            f"{DIAGNOSE_COST} hints")
 
@@ -263,10 +264,11 @@ def _undo(lab: Lab, part: dict[str, Any]) -> None:
     kind = part["kind"]
     if kind == "fault":
         fault = faults.Fault(**part["fault"])
-        if fault.kind == "leave":
+        if fault.kind in ("leave", "wrong-advertise"):
             host = lab.hosts()[fault.host]
             try:
-                if swarm.swarm_info(host).state == "active":
+                info = swarm.swarm_info(host)
+                if info.state == "active" and (fault.kind == "leave" or info.node_addr == lab.spec.host(host.name).ip):
                     return  # joined again by the learner
             except LabError:
                 pass
@@ -276,11 +278,13 @@ def _undo(lab: Lab, part: dict[str, Any]) -> None:
         rule = shlex.join(part["rule"])
         host.run(f"while iptables -C {part['chain']} {rule} 2>/dev/null; do iptables -D {part['chain']} {rule}; "
                  "done", sudo=True, timeout=30)
-    elif kind == "ufw":
-        script = base64.b64encode(UFW_RESTORE.encode()).decode()
-        res = lab.host(part["host"]).run(f"echo {script} | base64 -d | sh -e", sudo=True, timeout=60)
+    elif kind in ("ufw", "firewalld"):
+        script = base64.b64encode((UFW_RESTORE if kind == "ufw" else FIREWALLD_STOP).encode()).decode()
+        res = lab.host(part["host"]).run(f"echo {script} | base64 -d | sh -e", sudo=True, timeout=90)
         if not res.ok:
-            raise LabError(f"{part['host']}: ufw could not be put back: {res.tail(2)}")
+            raise LabError(f"{part['host']}: {kind} could not be put back: {res.tail(2)}")
+    elif kind == "overlay-subnet":
+        workload.remove(lab, wait=True)  # the next workload creates the overlay as it should be
     elif kind == "nft-table":
         lab.host(part["host"]).run(f"nft delete table {part['table']} 2>/dev/null", sudo=True, timeout=30)
     else:

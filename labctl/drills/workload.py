@@ -1,5 +1,6 @@
 """The workload that shows a drill's symptom the way a user meets it: one standalone container
-per host on an attachable overlay, each pinging the others by name, small and large."""
+per host on an attachable overlay, each pinging the others by name, small and large, and the
+manager's address on the hosts' own network (what a container reaches outside the overlay)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..errors import LabError
 from ..lab import Lab
 from ..scenarios import images
 from ..ssh import Host, fan_out
@@ -43,10 +45,12 @@ class Pair:
 class Result:
     setup: dict[str, str] = field(default_factory=dict)  # host -> why its container is not running
     pairs: list[Pair] = field(default_factory=list)
+    outside: dict[str, str] = field(default_factory=dict)  # host -> why its container cannot reach out
+    outside_addr: str = ""
 
     @property
     def ok(self) -> bool:
-        return not self.setup and bool(self.pairs) and all(p.ok for p in self.pairs)
+        return not self.setup and bool(self.pairs) and all(p.ok for p in self.pairs) and not self.outside
 
     def symptoms(self) -> list[str]:
         """What a user would see, one sentence each; nothing about the cause."""
@@ -61,11 +65,13 @@ class Result:
                 out.append(f"{who}: ping by name: {p.sent - p.received} of {p.sent} lost")
             elif not p.big_ok:
                 out.append(f"{who}: small pings pass, {BIG}-byte pings are lost")
+        for host, why in sorted(self.outside.items()):
+            out.append(f"{container(host)} -> {self.outside_addr} (the manager, on the hosts' network): {why}")
         return out
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "setup": self.setup, "pairs": [asdict(p) | {"ok": p.ok} for p in self.pairs],
-                "symptoms": self.symptoms()}
+                "outside": self.outside, "outside_addr": self.outside_addr, "symptoms": self.symptoms()}
 
 
 def _swarm_state(host: Host) -> str | None:
@@ -128,6 +134,16 @@ def _ping(host: Host, src: str, dst: str) -> Pair:
     return pair
 
 
+def _reach_out(host: Host, addr: str) -> str:
+    """'' when the host's container reaches `addr` (outside the overlay), else what ping said."""
+    res = host.run(f"docker exec {container(host.name)} ping -c 3 -i 0.2 -W 1 {addr}", sudo=True, timeout=60)
+    m = re.search(r"(\d+) packets transmitted, (\d+) (?:packets )?received", res.out)
+    if m is None:
+        return "ping: " + (res.tail(1) or f"exit {res.rc}")
+    sent, got = int(m.group(1)), int(m.group(2))
+    return "" if got == sent else f"ping: {sent - got} of {sent} lost"
+
+
 def run(lab: Lab) -> Result:
     """Set the workload up where it is missing, then ping every ordered pair (all at once)."""
     hosts = lab.hosts()
@@ -157,14 +173,34 @@ def run(lab: Lab) -> Result:
     up = [h for h in lab.spec.host_names if h not in result.setup]
     jobs = [(src, dst) for src in up for dst in up if src != dst]
     _await_names(hosts, jobs)
-    with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+    result.outside_addr = lab.spec.manager.ip
+    with ThreadPoolExecutor(max_workers=max(1, len(jobs) + len(up))) as pool:
+        out = {h: pool.submit(_reach_out, hosts[h], result.outside_addr) for h in up}
         result.pairs = list(pool.map(lambda j: _ping(hosts[j[0]], *j), jobs))
+        result.outside = {h: why for h, f in out.items() if (why := f.result())}
     return result
 
 
-def remove(lab: Lab) -> None:
-    """The workload's containers and network go (where the hosts answer)."""
+GONE_DEADLINE = 60.0  # seconds for the overlay to be removable once its containers are gone
+
+
+def remove(lab: Lab, wait: bool = False) -> None:
+    """The workload's containers and network go (where the hosts answer). With `wait`, the
+    network is gone when this returns (LabError if not): the manager refuses to remove it while
+    the workers still detach their containers' endpoints."""
     hosts = lab.hosts()
     fan_out(list(hosts.values()), lambda h: h.run(f"docker rm -f {container(h.name)} >/dev/null 2>&1",
                                                   sudo=True, timeout=60))
-    hosts[lab.spec.manager.name].run(f"docker network rm {NETWORK} >/dev/null 2>&1", sudo=True, timeout=60)
+    manager = hosts[lab.spec.manager.name]
+
+    def gone() -> bool:
+        manager.run(f"docker network rm {NETWORK} >/dev/null 2>&1", sudo=True, timeout=60)
+        return not manager.run(f"docker network inspect {NETWORK} >/dev/null 2>&1", sudo=True, timeout=30).ok
+    if not wait:
+        gone()
+        return
+    try:
+        wait_until(gone, GONE_DEADLINE, f"the overlay {NETWORK} removed", interval=1.0)
+    except WaitTimeout as exc:
+        raise LabError(f"{manager.name}: {exc}", hint=f"`docker network inspect {NETWORK}` shows what still uses it") \
+            from None

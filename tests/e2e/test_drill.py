@@ -45,7 +45,10 @@ def _failing(shown: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
     return {(p["src"], p["dst"]): p for p in shown["workload"]["pairs"] if not p["ok"]}
 
 
-def _pairs_with(host: str, hosts: tuple[str, ...] = ("manager", "worker-1", "worker-2")) -> set[tuple[str, str]]:
+HOSTS = ("manager", "worker-1", "worker-2")
+
+
+def _pairs_with(host: str, hosts: tuple[str, ...] = HOSTS) -> set[tuple[str, str]]:
     return {(a, b) for a in hosts for b in hosts if a != b and host in (a, b)}
 
 
@@ -76,7 +79,24 @@ def _fix(lab: LabRun, name: str, facts: dict[str, Any], record: dict[str, Any]) 
         _ok(lab, host, "ufw allow 4789/udp")
     elif name == "bad-neighbours":
         _ok(lab, host, f"nft insert rule {facts['table']} input udp dport 4789 accept")
-    elif name == "middleman":
+    elif name == "gatekeeper":
+        _ok(lab, host, "firewall-cmd --add-port=4789/udp")
+    elif name == "stranger":
+        token = _ok(lab, "manager", "docker swarm join-token -q worker").strip()
+        # A node its peers cannot reach may have its first leave time out ("context deadline exceeded"):
+        # a person leaves again. dockerd goes on with a join past the command's own 20 s: wait for it.
+        _ok(lab, host, "for i in 1 2 3; do docker swarm leave && break; done; "
+                       f"docker swarm join --advertise-addr {facts['ip']} --token {token} "
+                       f"{_subnet_ip(lab, 10)}:2377; for i in $(seq 120); do "
+                       "[ \"$(docker info -f {{.Swarm.LocalNodeState}})\" = active ] && exit 0; sleep 0.5; done; "
+                       "exit 1")
+    elif name == "crossed-wires":
+        for h in HOSTS:
+            _ok(lab, h, f"docker rm -f drill-{h}")
+        # the manager refuses the removal while the workers still detach their endpoints: retried
+        _ok(lab, "manager", "for i in $(seq 60); do docker network rm drillnet && break; sleep 1; done; "
+                            "docker network create -d overlay --attachable --subnet 10.213.9.0/24 drillnet")
+    elif name in ("middleman", "roadblock"):
         rule = next(p["fault"]["undo"]["rule"] for p in record["parts"] if p["kind"] == "fault")
         subprocess.run(["iptables", "-D", "DOCKER-USER", *rule], check=True)
     elif name == "big-packets":
@@ -95,11 +115,16 @@ def _fix(lab: LabRun, name: str, facts: dict[str, Any], record: dict[str, Any]) 
 def _symptom_is_real(name: str, facts: dict[str, Any], shown: dict[str, Any]) -> None:
     host = facts.get("host")
     failing = _failing(shown)
-    setup = shown["workload"]["setup"]
-    if name in ("island", "one-way", "closed-door"):
+    setup, outside = shown["workload"]["setup"], shown["workload"]["outside"]
+    assert (set(outside) == set(HOSTS)) if name == "crossed-wires" else not outside, shown
+    if name in ("island", "one-way", "closed-door", "gatekeeper"):
         assert set(failing) == _pairs_with(host) and not setup, shown
         assert all(p["received"] == 0 for p in failing.values()), shown
-    elif name in ("bad-neighbours", "middleman"):
+    elif name == "stranger":  # its container cannot attach (the attachment times out), or cannot be reached
+        assert (set(setup) == {host} and not failing) or (set(failing) == _pairs_with(host) and not setup), shown
+    elif name == "crossed-wires":
+        assert not failing and not setup, shown
+    elif name in ("bad-neighbours", "middleman", "roadblock"):
         assert set(failing) == {(host, facts["peer"]), (facts["peer"], host)} and not setup, shown
     elif name == "big-packets":
         assert set(failing) == _pairs_with(host) and not setup, shown
@@ -127,8 +152,9 @@ def drill_lab(clean: LabRun) -> Iterator[LabRun]:  # noqa: F811
     clean.sh("manager", "docker network rm drillnet >/dev/null 2>&1; true")
 
 
-@pytest.mark.parametrize("name", ["island", "one-way", "closed-door", "bad-neighbours", "middleman",
-                                  "big-packets", "flaky", "missing-node", "dead-daemon"])
+@pytest.mark.parametrize("name", ["island", "one-way", "closed-door", "gatekeeper", "bad-neighbours", "middleman",
+                                  "roadblock", "big-packets", "flaky", "stranger", "crossed-wires", "missing-node",
+                                  "dead-daemon"])
 def test_each_drill_shows_its_symptom_is_found_and_is_fixed_by_hand(drill_lab: LabRun, name: str) -> None:
     lab = drill_lab
     shown, record = _start(lab, name)
