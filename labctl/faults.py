@@ -132,7 +132,8 @@ def _local(args: list[str], check: bool = True) -> int:
                      hint="path faults change this machine's iptables: run as root").rc
 
 
-def _underlay(lab: Lab, host: str) -> str:
+def underlay(lab: Lab, host: str) -> str:
+    """The host's interface towards its peers (its underlay)."""
     peer = next(h.ip for h in lab.spec.hosts if h.name != host)
     out = _sh(lab, host, f"ip -j route get {shlex.quote(peer)}")
     try:
@@ -199,7 +200,7 @@ def apply(lab: Lab, host: str, kind: str, *, port: str | None = None, action: st
     elif kind == "mtu":
         if not 576 <= mtu <= 9000:
             raise UsageError("--mtu must be between 576 and 9000")
-        dev = _underlay(lab, host)
+        dev = underlay(lab, host)
         text = _sh(lab, host, f"cat /sys/class/net/{shlex.quote(dev)}/mtu").strip()
         if not text.isascii() or not text.isdigit():
             raise LabError(f"{host}: the MTU of {dev} reads {text[:40]!r}, not a number")

@@ -11,11 +11,13 @@ import shlex
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .. import faults
 from ..errors import LabError, UsageError
 from ..lab import Lab
+from ..runner import run_local
 from . import workload
 
 DATA = 4789
@@ -242,6 +244,39 @@ def _mtu(lab: Lab, rng: random.Random, made: Made) -> None:
     made.expect += [["mtu-too-small", host, None]]
 
 
+def _machine_end(lab: Lab, host: str) -> str:
+    """This machine's end of the veth pair that is `host`'s underlay interface (on the lab's bridge)."""
+    bridge = lab.backend().local_bridge()
+    iflink = _sh(lab, host, f"cat /sys/class/net/{faults.underlay(lab, host)}/iflink").strip()
+    for dev in Path("/sys/class/net").iterdir():
+        try:
+            if (dev / "ifindex").read_text().strip() == iflink and (dev / "master").resolve().name == bridge:
+                return dev.name
+        except OSError:
+            continue
+    raise LabError(f"no interface on {bridge} here is {host}'s link (ifindex {iflink})")
+
+
+def _narrow(lab: Lab, rng: random.Random, made: Made) -> None:
+    """The link between a host and the bridge carries 1400 bytes; every interface still says 1500."""
+    host = _pick(lab, rng, made)
+    dev = _machine_end(lab, host)
+    old = int(Path(f"/sys/class/net/{dev}/mtu").read_text())
+    made.parts.append({"kind": "link-mtu", "dev": dev, "mtu": old})
+    local(["ip", "link", "set", "dev", dev, "mtu", "1400"])
+    made.facts |= {"host": host, "dev": dev, "bridge": lab.backend().local_bridge()}
+    made.answer.append(f"the link between {host} and this machine's bridge ({dev}, here) carries 1400 bytes while "
+                       f"every host's interface says {old}: the overlay's 1450 plus VXLAN's 50 bytes do not fit")
+    made.expect += [["path-mtu-too-small", h.name, DATA] for h in lab.spec.hosts]
+
+
+def local(argv: list[str]) -> None:
+    """A command on this machine; a failure is a LabError."""
+    res = run_local(argv, timeout=30)
+    if not res.ok:
+        raise LabError(f"`{shlex.join(argv)}` failed here: {res.tail(2)}")
+
+
 def _lossy(lab: Lab, rng: random.Random, made: Made) -> None:
     host = _pick(lab, rng, made)
     _rule(lab, made, host, "INPUT", GUARD)
@@ -356,6 +391,12 @@ DRILLS: tuple[Drill, ...] = (
         "The large packets fail whenever {host} is one end.",
         "Compare the MTUs: `labctl exec {host} -- ip link` and the overlay's 1450 plus 50 bytes of VXLAN.",
         "{dev} on {host} is smaller than the other hosts' interfaces.")),
+    Drill("narrow-path", 3, "Pings over the overlay work, but larger transfers to one host hang.", _narrow, (
+        "Small packets pass and large ones do not: think of sizes, not of ports.",
+        "The large packets fail whenever {host} is one end, yet every host's interfaces say the same MTU.",
+        "Measure what the path carries: `labctl exec {host} -- ping -M do -s 1422 <a peer's address>`, then smaller.",
+        "The hosts share the bridge {bridge} on this machine: `ip link show master {bridge}` lists their links; "
+        "{dev} is {host}'s."), needs_local_bridge=True),
     Drill("flaky", 2, "Pings over the overlay to one host lose some packets, not all.", _lossy, (
         "Nothing is cut: something loses a share of the packets.",
         "The losses involve {host}.",

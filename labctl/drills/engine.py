@@ -8,6 +8,7 @@ import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .. import faults, swarm
@@ -243,7 +244,7 @@ def abandon(lab: Lab, hosts_stay: bool) -> list[str]:
 
 
 def _on_this_machine(part: dict[str, Any]) -> bool:
-    return part["kind"] == "fault" and part["fault"]["kind"] == "path-drop"
+    return (part["kind"] == "fault" and part["fault"]["kind"] == "path-drop") or part["kind"] == "link-mtu"
 
 
 def _restore(lab: Lab, parts: list[dict[str, Any]], check: bool = True) -> list[str]:
@@ -283,6 +284,9 @@ def _undo(lab: Lab, part: dict[str, Any]) -> None:
         res = lab.host(part["host"]).run(f"echo {script} | base64 -d | sh -e", sudo=True, timeout=90)
         if not res.ok:
             raise LabError(f"{part['host']}: {kind} could not be put back: {res.tail(2)}")
+    elif kind == "link-mtu":
+        if Path(f"/sys/class/net/{part['dev']}").exists():  # gone with its node otherwise
+            catalog.local(["ip", "link", "set", "dev", part["dev"], "mtu", str(int(part["mtu"]))])
     elif kind == "overlay-subnet":
         workload.remove(lab, wait=True)  # the next workload creates the overlay as it should be
     elif kind == "nft-table":

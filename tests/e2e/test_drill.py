@@ -101,6 +101,8 @@ def _fix(lab: LabRun, name: str, facts: dict[str, Any], record: dict[str, Any]) 
         subprocess.run(["iptables", "-D", "DOCKER-USER", *rule], check=True)
     elif name == "big-packets":
         _ok(lab, host, f"ip link set dev {facts['dev']} mtu 1500")
+    elif name == "narrow-path":
+        subprocess.run(["ip", "link", "set", "dev", facts["dev"], "mtu", "1500"], check=True)
     elif name == "flaky":
         _ok(lab, host, "iptables -D INPUT -p udp --dport 4789 -m statistic --mode random --probability 0.5 -j DROP")
     elif name == "missing-node":
@@ -126,7 +128,7 @@ def _symptom_is_real(name: str, facts: dict[str, Any], shown: dict[str, Any]) ->
         assert not failing and not setup, shown
     elif name in ("bad-neighbours", "middleman", "roadblock"):
         assert set(failing) == {(host, facts["peer"]), (facts["peer"], host)} and not setup, shown
-    elif name == "big-packets":
+    elif name in ("big-packets", "narrow-path"):
         assert set(failing) == _pairs_with(host) and not setup, shown
         assert all(p["received"] == p["sent"] and not p["big_ok"] for p in failing.values()), shown
     elif name == "flaky":
@@ -153,8 +155,8 @@ def drill_lab(clean: LabRun) -> Iterator[LabRun]:  # noqa: F811
 
 
 @pytest.mark.parametrize("name", ["island", "one-way", "closed-door", "gatekeeper", "bad-neighbours", "middleman",
-                                  "roadblock", "big-packets", "flaky", "stranger", "crossed-wires", "missing-node",
-                                  "dead-daemon"])
+                                  "roadblock", "big-packets", "narrow-path", "flaky", "stranger", "crossed-wires",
+                                  "missing-node", "dead-daemon"])
 def test_each_drill_shows_its_symptom_is_found_and_is_fixed_by_hand(drill_lab: LabRun, name: str) -> None:
     lab = drill_lab
     shown, record = _start(lab, name)
