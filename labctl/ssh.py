@@ -244,6 +244,10 @@ class Host:
                 while view:
                     try:
                         sent = channel.send(bytes(view[:65536]))
+                    except TimeoutError:  # the remote side reads slower than this sends (a busy VM)
+                        if time.monotonic() > deadline:
+                            break
+                        continue
                     except OSError:
                         if channel.closed or channel.exit_status_ready():
                             break  # the command ended before it read all its input: its status tells

@@ -21,8 +21,9 @@ HOST_KEY = paramiko.RSAKey.generate(2048)
 
 
 class _Server(paramiko.ServerInterface):
-    def __init__(self, accept: bool):
+    def __init__(self, accept: bool, slow_reader: float | None = None):
         self.accept = accept
+        self.slow_reader = slow_reader
 
     def get_allowed_auths(self, username: str) -> str:
         return "publickey"
@@ -34,7 +35,19 @@ class _Server(paramiko.ServerInterface):
         return paramiko.OPEN_SUCCEEDED
 
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
-        return True  # and never answers: a command that runs forever
+        if self.slow_reader is not None:
+            threading.Thread(target=_read_late, args=(channel, self.slow_reader), daemon=True).start()
+        return True  # else never answers: a command that runs forever
+
+
+def _read_late(channel: paramiko.Channel, after: float) -> None:
+    """A command busy for `after` s before it reads its input (`docker load` on a slow VM)."""
+    time.sleep(after)
+    got = 0
+    while chunk := channel.recv(65536):
+        got += len(chunk)
+    channel.sendall(f"read {got}\n".encode())
+    channel.send_exit_status(0)
 
 
 class FakeSshd:
@@ -42,11 +55,13 @@ class FakeSshd:
     banner on the first `hang_up` connections, then speaks SSH (logging anyone in, unless `accept`
     is False)."""
 
-    def __init__(self, refuse_for: float = 0.0, hang_up: int = 0, accept: bool = True):
+    def __init__(self, refuse_for: float = 0.0, hang_up: int = 0, accept: bool = True,
+                 slow_reader: float | None = None):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = int(probe.getsockname()[1])
         self.refuse_for, self.hang_up, self.accept = refuse_for, hang_up, accept
+        self.slow_reader = slow_reader
         self.connections = 0
         self._stop = threading.Event()
         self._transports: list[paramiko.Transport] = []
@@ -72,7 +87,7 @@ class FakeSshd:
                     continue
                 transport = paramiko.Transport(conn)
                 transport.add_server_key(HOST_KEY)
-                transport.start_server(event=threading.Event(), server=_Server(self.accept))
+                transport.start_server(event=threading.Event(), server=_Server(self.accept, self.slow_reader))
                 self._transports.append(transport)
 
     def stop(self) -> None:
@@ -200,3 +215,12 @@ def test_an_unusable_key_file_is_named_once_the_host_answers(servers: list[FakeS
     with pytest.raises(LabError) as err:
         host(server.port, str(bad), timeout=8)._transport()
     assert f"cannot use the SSH key {bad}" in err.value.message and server.connections == 1
+
+
+def test_input_waits_for_a_command_that_reads_it_late(servers: list[FakeSshd], key_file: str) -> None:
+    """More input than the channel's window, to a command that reads nothing for 3 s: the send
+    waits (it used to end as "SSH connection lost")."""
+    servers.append(FakeSshd(slow_reader=3.0))
+    data = bytes(8 * 2**20)
+    result = host(servers[-1].port, key_file, timeout=10).run("docker load", stdin=data, timeout=60)
+    assert (result.rc, result.out) == (0, f"read {len(data)}\n")
