@@ -6,7 +6,7 @@ from .errors import LabError
 from .paths import provision_dir
 from .ssh import Host, fan_out, raise_first
 
-PROVISIONERS = ("docker.sh", "tools.sh")
+PROVISIONERS = ("kernel.sh", "docker.sh", "tools.sh")
 
 
 def script() -> bytes:

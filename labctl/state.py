@@ -58,6 +58,10 @@ class LabState:
     def vagrant_log(self) -> Path:
         return self.dir / "vagrant.log"
 
+    @property
+    def vm_path(self) -> Path:
+        return self.dir / "vm.json"
+
     def exists(self) -> bool:
         return self.spec_path.is_file()
 
@@ -116,6 +120,14 @@ class LabState:
         data = self.load()
         data["endpoints"] = {name: ep.to_json() for name, ep in endpoints.items()}
         self.save(data)
+
+    def load_vm(self) -> dict[str, str]:
+        """What the VM providers decided at the first `up` (box, libvirt driver): a lab's VMs
+        keep them for life."""
+        return {k: v for k, v in self._read_json(self.vm_path).items() if isinstance(v, str)}
+
+    def save_vm(self, data: dict[str, str]) -> None:
+        write_private(self.vm_path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
     def made_by_labctl(self) -> bool:
         return (self.dir / MARKER).is_file() or self.spec_path.is_file()

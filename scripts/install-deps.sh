@@ -2,12 +2,18 @@
 # Installs what labctl and its tests need on Debian 12 (as root), idempotently:
 # Debian packages, a Python virtual environment with labctl in it, and a
 # running Docker daemon (started here when none answers).
+# --vm adds the libvirt provider: libvirt, qemu, vagrant-libvirt, and the tools that
+# build the offline VM box (libvirtd itself is started by `labctl up`).
 set -eu
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 
 DEBIAN_PACKAGES="docker.io vagrant debootstrap busybox-static iptables iproute2 openssh-client tcpdump tshark
  python3 python3-venv python3-pip ca-certificates"
+if [ "${1:-}" = "--vm" ]; then
+  DEBIAN_PACKAGES="$DEBIAN_PACKAGES libvirt-daemon-system libvirt-clients vagrant-libvirt qemu-system-x86 qemu-utils
+ dnsmasq-base fdisk e2fsprogs mount"
+fi
 
 need_install=""
 for pkg in $DEBIAN_PACKAGES; do

@@ -21,11 +21,14 @@ class Provider:
     make: Callable[[LabSpec, LabState, HostsFn], Backend]
     probe: Callable[[], str | None]  # None when usable here, else why not
     detected: bool  # tried by auto-detection (existing hosts are described, never detected)
+    # auto-detection's first pass, where it differs from `probe`: only the fast form of the
+    # provider (libvirt with KVM); the slow form is tried when nothing else works
+    fast_probe: Callable[[], str | None] | None = None
 
 
 REGISTRY: dict[str, Provider] = {p.name: p for p in (
     Provider("virtualbox", vagrant.VagrantBackend, vagrant.probe_virtualbox, True),
-    Provider("libvirt", vagrant.VagrantBackend, vagrant.probe_libvirt, True),
+    Provider("libvirt", vagrant.VagrantBackend, vagrant.probe_libvirt, True, vagrant.probe_libvirt_kvm),
     Provider("docker", vagrant.VagrantBackend, vagrant.probe_docker, True),
     Provider(EXISTING, existing.ExistingBackend, existing.probe, False),
 )}
@@ -80,14 +83,16 @@ def _given(flag: str | None, lab_file: str | None) -> Choice | None:
 
 def _detect() -> Choice:
     skipped: list[str] = []
-    for provider in REGISTRY.values():
-        if not provider.detected:
-            continue
-        why_not = provider.probe()
+    detected = [p for p in REGISTRY.values() if p.detected]
+    for provider in detected:
+        why_not = (provider.fast_probe or provider.probe)()
         if why_not is None:
             tried = f" ({'; '.join(skipped)})" if skipped else ""
             return Choice(provider.name, f"auto-detected{tried}")
         skipped.append(f"{provider.name}: {why_not}")
+    for provider in detected:  # the slow forms, as a last resort
+        if provider.fast_probe is not None and provider.probe() is None:
+            return Choice(provider.name, f"auto-detected, slow: nothing faster works here ({'; '.join(skipped)})")
     raise MissingToolError(
         "no Vagrant provider can run here: " + "; ".join(skipped),
         hint="install VirtualBox or libvirt, or start a Docker daemon for the docker provider",

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import vagrant
 
-from .. import local_docker, node_image
+from .. import libvirt_host, local_docker, node_image, vm_box
 from ..errors import LabError, MissingToolError
 from ..paths import vagrantfile_dir
 from ..runner import Result, run_local
@@ -49,15 +49,24 @@ def probe_virtualbox() -> str | None:
 
 
 def probe_libvirt() -> str | None:
-    if shutil.which("virsh") is None:
-        return "virsh not found (libvirt is not installed)"
-    proc = _answers("virsh", "-c", "qemu:///system", "domcapabilities", "--virttype", "kvm")
-    if proc is None or not proc.ok:
-        return "libvirtd with KVM does not answer on qemu:///system"
+    """libvirt as asked for: KVM where it works, qemu's TCG where not (found out at `up`)."""
+    for tool, package in (("virsh", "libvirt-clients"), ("libvirtd", "libvirt-daemon-system"),
+                          (libvirt_host.QEMU, "qemu-system-x86")):
+        if shutil.which(tool) is None:
+            return f"{tool} not found (apt-get install {package})"
     proc = _answers("vagrant", "plugin", "list", timeout=20)
     if proc is None or "vagrant-libvirt" not in proc.out:
-        return "the vagrant-libvirt plugin is not installed"
+        return "the vagrant-libvirt plugin is not installed (apt-get install vagrant-libvirt)"
     return None
+
+
+def probe_libvirt_kvm() -> str | None:
+    """libvirt for auto-detection: only with a usable KVM (TCG is a last resort)."""
+    why_not = probe_libvirt()
+    if why_not is None:
+        problem = libvirt_host.kvm_problem(vm_box.kernel())
+        why_not = f"no usable KVM ({problem})" if problem else None
+    return why_not
 
 
 def probe_docker() -> str | None:
@@ -98,9 +107,15 @@ class VagrantBackend:
             VAGRANT_DEFAULT_PROVIDER=spec.provider,
             LABCTL_LAB_JSON=str(state.spec_path),
         )
+        env.update(self._vm_env(state.load_vm() if state.dir.is_dir() else {}))
         self._vagrant = vagrant.Vagrant(
             root=root, env=env, err_cm=vagrant.make_file_cm(str(state.vagrant_log))
         )
+
+    @staticmethod
+    def _vm_env(vm: dict[str, str]) -> dict[str, str]:
+        keys = {"box": "LABCTL_BOX", "driver": "LABCTL_LIBVIRT_DRIVER"}
+        return {env: vm[key] for key, env in keys.items() if key in vm}
 
     def _failure(self, action: str, lines: list[str]) -> LabError:
         try:
@@ -119,6 +134,8 @@ class VagrantBackend:
         return LabError(f"`vagrant {action}` failed: {reason}", hint=f"full output: {self.state.vagrant_log}")
 
     def preparations(self) -> list[tuple[str, Callable[[OnLine], str]]]:
+        if self.spec.provider == "libvirt":
+            return self._libvirt_preparations()
         image = self.spec.node_image
         if self.spec.provider != "docker" or node_image.current(image):
             return []
@@ -128,6 +145,35 @@ class VagrantBackend:
             on_line(f"node image {'built from older inputs' if stale else 'missing'}: building it (about a minute)")
             return f"built with {node_image.build(image, 'auto', on_line)}"
         return [(f"build node image {image}", build)]
+
+    def _libvirt_preparations(self) -> list[tuple[str, Callable[[OnLine], str]]]:
+        """The box (built when it is labctl's and missing), then libvirtd, its pool and the driver.
+        Box and driver are decided at the first `up` and kept: a lab's VMs are defined with them."""
+        vm = self.state.load_vm()
+        box, box_why = (vm["box"], "as at the lab's first `up`") if "box" in vm else vm_box.resolve(self.spec.box)
+        steps: list[tuple[str, Callable[[OnLine], str]]] = []
+        if box == vm_box.BOX and not vm_box.added(box):
+            def build(on_line: OnLine) -> str:
+                on_line(f"{box} is missing ({box_why}): building it from Debian's packages (about 5 minutes)")
+                return vm_box.build(on_line)
+            steps.append((f"build VM box {box}", build))
+
+        def prepare(on_line: OnLine) -> str:
+            done = [d for d in (libvirt_host.ensure_kvm_device(), libvirt_host.ensure_daemons(),
+                                 libvirt_host.ensure_pool()) if d]
+            if "driver" in vm:
+                accel = libvirt_host.Accel(vm["driver"], vm.get("accel_why", ""))
+            else:
+                on_line("finding out whether KVM runs a guest here")
+                accel = libvirt_host.choose_accel(vm_box.kernel())
+            chosen = {"box": box, "driver": accel.driver, "accel_why": accel.why}
+            self.state.save_vm(chosen)
+            self._vagrant.env.update(self._vm_env(chosen))
+            if box == vm_box.BOX and not vm_box.current():
+                on_line(f"{box} was built from older inputs: `labctl images build-box` rebuilds it")
+            return "; ".join([*done, f"box {box}", f"libvirt ({accel.describe()})"])
+        steps.append(("prepare libvirt", prepare))
+        return steps
 
     def ready(self, on_line: OnLine) -> str | None:
         try:
@@ -153,7 +199,11 @@ class VagrantBackend:
             raise LabError(f"Vagrant reports no SSH endpoint for {', '.join(missing)}",
                            hint=f"see {self.state.vagrant_log}")
         self.state.save_endpoints(endpoints)
-        return Boot(f"{len(endpoints)} hosts up ({self.spec.provider})", changed=True)
+        how = self.name
+        vm = self.state.load_vm()
+        if self.spec.provider == "libvirt" and "driver" in vm:
+            how += ", " + libvirt_host.Accel(vm["driver"], vm.get("accel_why", "")).describe()
+        return Boot(f"{len(endpoints)} hosts up ({how})", changed=True)
 
     def _vagrant_up(self, on_line: OnLine) -> None:
         if self.spec.provider == "docker":
@@ -161,6 +211,10 @@ class VagrantBackend:
             # A `vagrant up` interrupted after `docker run` leaves a container
             # Vagrant does not know; its name would block the next create.
             local_docker.remove_untracked_nodes(self.spec.name, set(self._tracked().values()), on_line)
+        elif self.spec.provider == "libvirt":
+            for item in libvirt_host.remove_untracked(self._libvirt_prefix, self.spec.host_names,
+                                                      set(self._tracked())):
+                on_line(f"removed {item}, which an interrupted run left behind")
         write_private(self.state.vagrant_log, "")  # Vagrant appends to it; owner-only like all state
         lines: list[str] = []
         try:
@@ -181,10 +235,10 @@ class VagrantBackend:
             local_docker.attach_to_network(self.spec, self._tracked(), on_line)
 
     def _tracked(self) -> dict[str, str]:
-        """host -> the id of the container Vagrant recorded for it (docker provider)."""
+        """host -> the id of the container or domain Vagrant recorded for it."""
         ids = {}
         for host in self.spec.host_names:
-            id_file = self.state.vagrant_dotfile / "machines" / host / "docker" / "id"
+            id_file = self.state.vagrant_dotfile / "machines" / host / self.name / "id"
             if id_file.is_file():
                 ids[host] = id_file.read_text().strip()
         return ids
@@ -215,8 +269,15 @@ class VagrantBackend:
         if self.spec.provider == "docker":
             # Docker itself is the authority on containers and networks (and cheaper than Vagrant).
             return local_docker.lab_leftovers(self.spec.name)
-        return [f"{self.spec.provider} machine {name} ({state})" for name, state in self.states().items()
-                if state != "not_created"]
+        found = [f"{self.spec.provider} machine {name} ({state})" for name, state in self.states().items()
+                 if state != "not_created"]
+        if self.spec.provider == "libvirt":
+            found += libvirt_host.lab_leftovers(self._libvirt_prefix, self.spec.docker_network)
+        return found
+
+    @property
+    def _libvirt_prefix(self) -> str:
+        return f"labctl-{self.spec.name}-"  # the Vagrantfile's default_prefix
 
     def destroy(self, on_line: OnLine) -> str:
         try:
@@ -226,4 +287,8 @@ class VagrantBackend:
         finally:
             if self.spec.provider == "docker":
                 local_docker.remove_lab_leftovers(self.spec.name, on_line)
+            elif self.spec.provider == "libvirt" and libvirt_host.answers():
+                # what an interrupted `vagrant up` made and Vagrant no longer knows
+                for item in libvirt_host.remove_lab_leftovers(self._libvirt_prefix, self.spec.docker_network):
+                    on_line(f"removed {item}")
         return f"hosts, networks and volumes of {self.spec.provider} removed (checked)"

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Optional
 
 import typer
 
-from .. import host_images, local_docker, node_image, validate
-from ..errors import LabError
+from .. import host_images, local_docker, node_image, validate, vm_box
+from ..errors import LabError, UsageError
 from ..lab import Lab
 from ..spec import LabSpec
 from ..state import LabState
 from ..ui import info, phase
 from .context import selection
 
-app = typer.Typer(help="Images inside the lab's hosts, and the docker provider's node image.", no_args_is_help=True)
+app = typer.Typer(help="Images inside the lab's hosts, the docker provider's node image, the libvirt provider's box.",
+                  no_args_is_help=True)
 
 
 @app.command("load")
@@ -46,6 +48,17 @@ def build_node(
     with phase(f"build node image {image}") as progress:
         used = node_image.build(image, method, progress.note)
         progress.done(f"built with {used}")
+
+
+@app.command("build-box")
+def build_box(
+    mirror: Annotated[Optional[str], typer.Option(help="Debian mirror (default: deb.debian.org).")] = None,
+) -> None:
+    """(Re)build the libvirt provider's offline box labctl/bookworm from provision/vm-box."""
+    if mirror is not None and not re.fullmatch(r"https?://[A-Za-z0-9.:/_~%+-]+", mirror):
+        raise UsageError(f"--mirror {mirror!r} is not an http(s) URL", hint="e.g. --mirror http://deb.debian.org/debian")
+    with phase(f"build VM box {vm_box.BOX}") as progress:
+        progress.done(vm_box.build(progress.note, mirror))
 
 
 def register(parent: typer.Typer) -> None:
