@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import typer
 
-from . import capture, diagnose, down, drill, exec, fault, images, scenario, ssh, status, up
+from . import capture, diagnose, down, drill, exec, fault, images, preflight, scenario, ssh, status, up
 
-VERBS = (up, down, status, ssh, exec, images, scenario, diagnose, capture, fault, drill)
+VERBS = (preflight, up, down, status, ssh, exec, images, scenario, diagnose, capture, fault, drill)
 
 
 def register(app: typer.Typer) -> None:

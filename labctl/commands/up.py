@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .. import backends, status
+from .. import backends, preflight, status
 from ..errors import LabError
 from ..lab import Lab
 from ..lifecycle import up as lifecycle
@@ -34,6 +34,7 @@ def up(
     if not json_out:
         info(f"lab '{lab.spec.name}' ({lab.spec.subnet}) on provider {choice.provider}: {choice.reason}")
     with lab.locked(chosen.wait, info):
+        preflight.require(lab.spec, choice.provider, fresh=not lab.state.exists())
         try:
             result = lifecycle.up(lab, choice, quiet=json_out)
         except KeyboardInterrupt:

@@ -130,8 +130,8 @@ def test_only_verbs_reach_diagnostics_and_nothing_imports_the_verbs() -> None:
 
 def test_each_verb_is_one_module_under_commands() -> None:
     verbs = {p.stem for p in (ROOT / "labctl" / "commands").glob("*.py")} - {"__init__", "context"}
-    assert verbs == {"up", "down", "status", "ssh", "exec", "images", "scenario", "diagnose", "capture", "fault",
-                     "drill"}
+    assert verbs == {"preflight", "up", "down", "status", "ssh", "exec", "images", "scenario", "diagnose",
+                     "capture", "fault", "drill"}
     for verb in verbs:
         assert f"labctl.commands.{verb}" in GRAPH["labctl.commands"]
 
