@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import shlex
 
 from .. import facts, validate
@@ -231,6 +232,7 @@ def _standalone_overlay(ctx: Ctx) -> list[Step]:
              expect_rc=None, check=ping_ok, until=90, interval=2, timeout=60, diagnose=h2,
              note="the tutorial types the ping inside `docker run -it --rm`; here it is the container's command",
              hint=checks.overlay_ping_hint(h2, h1, "container01-alpine")),
+        *_encrypted_overlay(ctx, h1, h2),
         Step(f"container02-alpine is stopped on {h2}", h2, "docker container stop -t 1 container02-alpine",
              teardown=True, note="-t 1: its shell ignores SIGTERM, so don't wait the default 10 s"),
         Step(f"test-net disappears from {h2}", h2, "docker network ls", check=network_not_listed(h2, "test-net"),
@@ -240,6 +242,48 @@ def _standalone_overlay(ctx: Ctx) -> list[Step]:
         Step("container01-alpine is removed from host1", h1, "docker container rm -f container01-alpine", teardown=True,
              note="-f: the tutorial exits its shell first"),
         Step("test-net is removed", h1, "docker network rm test-net", until=15, interval=1, teardown=True),
+    ]
+
+
+ENCRYPTED_NOTE = "not in the tutorial: the same over an encrypted overlay (--opt encrypted, IPsec ESP)"
+
+
+def _esp_counted(src: str, dst: str) -> Check:
+    """`ip -s xfrm state` holds an ESP state from `src` to `dst` that has carried packets."""
+    def check(ctx: Ctx, out: Result) -> str:
+        for block in re.split(r"(?m)^(?=src )", out.out):
+            head = block.split("\n", 1)[0].split()
+            packets = re.search(r"(\d+)\(packets\)", block)
+            if head[1:4:2] == [src, dst] and "proto esp" in block and packets and int(packets.group(1)) > 0:
+                return f"ESP {src} -> {dst} carried {packets.group(1)} packets"
+        raise Fail(f"no ESP state from {src} to {dst} has carried a packet: the ping was not encrypted",
+                   output=out.out.strip()[-1500:])
+    return check
+
+
+def _encrypted_overlay(ctx: Ctx, h1: str, h2: str) -> list[Step]:
+    alpine, net = ctx.images.alpine, "secure-net"
+    return [
+        Step(f"attachable encrypted overlay {net} is created on host1", h1,
+             f"docker network create --driver=overlay --attachable --opt encrypted {net}",
+             requires=("esp",), note=ENCRYPTED_NOTE),
+        Step(f"container01-secure runs on host1, on {net}", h1,
+             f"docker run -dit --name container01-secure --network {net} {alpine}", requires=("esp",)),
+        Step(f"container02-secure runs on {h2}, on {net}", h2,
+             f"docker run -dit --name container02-secure --network {net} {alpine}", requires=("esp",)),
+        Step(f"container01-secure ({h1}) pings container02-secure ({h2}) by name, encrypted", h1,
+             "docker exec container01-secure ping -c 2 container02-secure", expect_rc=None, check=ping_ok,
+             until=90, interval=2, timeout=60, requires=("esp",), diagnose=h2,
+             hint="an encrypted overlay also needs IP protocol 50 (ESP) between the hosts"),
+        Step(f"the ping crossed as ESP: {h2}'s IPsec state from host1 counted packets", h2, "ip -s xfrm state",
+             check=lambda c, out: _esp_counted(c.ip(h1), c.ip(h2))(c, out), until=10, requires=("esp",),
+             note="run as root: the kernel's IPsec states (xfrm)"),
+        Step(f"container02-secure is removed from {h2}", h2, "docker container rm -f container02-secure",
+             requires=("esp",), teardown=True),
+        Step("container01-secure is removed from host1", h1, "docker container rm -f container01-secure",
+             requires=("esp",), teardown=True),
+        Step(f"{net} is removed", h1, f"docker network rm {net}", until=15, interval=1, requires=("esp",),
+             teardown=True),
     ]
 
 

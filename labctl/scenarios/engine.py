@@ -140,6 +140,9 @@ class Ctx:
     images: ImageSet
     limits: Limits
     vars: dict[str, Any] = field(default_factory=dict)
+    # How many times slower than docker-provider nodes the hosts are (VMs under qemu's software
+    # emulation): convergence deadlines stretch by it.
+    pace: float = 1.0
 
     @property
     def manager(self) -> str:
@@ -239,13 +242,13 @@ def run_step(step: Step, ctx: Ctx) -> StepResult | None:
             result.status, result.reason = "skip", reason
             return result
     started = time.monotonic()
-    deadline = started + step.until
+    deadline = started + step.until * ctx.pace
     while True:
         result.attempts += 1
         failure: Fail | None = None
         out: Result | None = None
         try:
-            out = ctx.hosts[host].run(command, sudo=True, timeout=step.timeout)
+            out = ctx.hosts[host].run(command, sudo=True, timeout=step.timeout * ctx.pace)
             if step.expect_rc is not None and out.rc != step.expect_rc:
                 raise Fail(f"exit code {out.rc}, expected {step.expect_rc}", output=_tail(out))
             seen = step.check(ctx, out) if step.check is not None else None
@@ -437,7 +440,7 @@ def run_scenario(scenario: Scenario, ctx: Ctx, printer: Printer, keep: bool = Fa
             result.cleanup = CleanupResult(ok=True, duration=0.0, kept=True, removed_before=removed)
         else:
             with shielded(printer):
-                result.cleanup = clean_up(scenario, ctx.spec, ctx.hosts, before)
+                result.cleanup = clean_up(scenario, ctx.spec, ctx.hosts, before, wait=60.0 * ctx.pace)
             result.cleanup.removed_before = removed
         printer.cleanup(result.cleanup)
         result.duration = time.monotonic() - started
