@@ -114,6 +114,9 @@ def _probe(target: Target, ev: Evidence, plan: list[Probe], port: int, wait: flo
     spec, hosts = target.spec, target.hosts
     involved = sorted({p.src for p in plan} | {p.dst for p in plan})
     rounds = max((p.copies for p in plan), default=1)
+    # Slow hosts (VMs under qemu's software emulation) answer later and open their captures later.
+    pace = max((getattr(hosts[name], "pace", 1.0) for name in involved), default=1.0)
+    wait *= pace
     jobs: list[WireJob] = []
     for name in involved:
         mine = [p for p in plan if p.src == name]
@@ -124,7 +127,8 @@ def _probe(target: Target, ev: Evidence, plan: list[Probe], port: int, wait: flo
                       "vxlan": p.port == port and p.proto == "udp"} for p in mine],
             "expect": [{"src": p.src_ip, "proto": p.proto, "sports": list(p.sports)} for p in plan if p.dst == name],
             "go_file": signal_file("go"), "stop_file": signal_file("stop"), "sent_file": signal_file("sent"),
-            "wait": wait, "round_gap": ROUND_GAP,
+            "wait": wait, "round_gap": ROUND_GAP, "sent_timeout": 3.0 * pace, "go_timeout": 15.0 * pace,
+            "pace": pace,
         }
         jobs.append(WireJob(hosts[name], config, timeout=30).start())
     if sent is not None:
@@ -133,7 +137,8 @@ def _probe(target: Target, ev: Evidence, plan: list[Probe], port: int, wait: flo
     tracers = [WireJob(hosts[name], trace.tracer_config(
         [s for p in plan if name in (p.src, p.dst) for s in p.sports],
         {"go_file": signal_file("go"), "stop_file": signal_file("stop"), "sent_file": signal_file("sent")},
-        READY_TIMEOUT + sending + 5, sending + 0.3), timeout=30, script="nfttrace.py").start() for name in involved]
+        READY_TIMEOUT * pace + sending + 5, sending + 0.3), timeout=30, script="nfttrace.py").start()
+        for name in involved]
     local_before = firewall.local_counters() if target.path_here else {}
     with barrier(jobs + tracers, "go_file", READY_TIMEOUT, stop_key="stop_file", sent_key="sent_file",
                  settle_timeout=sending + 1.0):

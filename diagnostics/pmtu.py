@@ -20,10 +20,12 @@ FLOOR = 576  # the smallest size every IPv4 path must carry
 SPORT_BASE = SPORT_LAST + 1
 
 
-def _config(spec: LabSpec, name: str, peers: list[str], port: int) -> dict[str, Any]:
+def _config(spec: LabSpec, name: str, peers: list[str], port: int, pace: float = 1.0) -> dict[str, Any]:
+    """`pace`: how many times slower than docker-provider nodes the hosts are (waits stretch by it)."""
     return {"me": spec.host(name).ip, "port": port, "peers": [spec.host(p).ip for p in peers], "listen": [],
-            "sport_base": SPORT_BASE, "floor": FLOOR, "points": 32, "wait": 0.2, "copies": 2, "max_rounds": 5,
-            "go_file": signal_file("pmtu-go"), "stop_file": signal_file("pmtu-stop"), "serve": SETTLE_TIMEOUT}
+            "sport_base": SPORT_BASE, "floor": FLOOR, "points": 32, "wait": 0.2 * pace, "copies": 2,
+            "max_rounds": 5, "recheck_wait": 1.0 * pace, "go_timeout": 15 * pace,
+            "go_file": signal_file("pmtu-go"), "stop_file": signal_file("pmtu-stop"), "serve": SETTLE_TIMEOUT * pace}
 
 
 def measure(spec: LabSpec, hosts: dict[str, Host], focus: str | None = None,
@@ -35,14 +37,15 @@ def measure(spec: LabSpec, hosts: dict[str, Host], focus: str | None = None,
     names = [h.name for h in spec.hosts if h.name in hosts]
     jobs: list[WireJob] = []
     wanted: dict[str, list[str]] = {}
+    pace = max((getattr(hosts[name], "pace", 1.0) for name in names), default=1.0)
     for name in names:
         wanted[name] = [p for p in names if p != name and (not focus or focus in (name, p))]
         # every host runs, even one with nothing to send: it answers the probes sent to it
-        jobs.append(WireJob(hosts[name], _config(spec, name, wanted[name], port), timeout=20,
+        jobs.append(WireJob(hosts[name], _config(spec, name, wanted[name], port, pace), timeout=20,
                             script="pmtu.py").start())
     with barrier(jobs, "go_file", READY_TIMEOUT, stop_key="stop_file", settle_timeout=SETTLE_TIMEOUT):
         if after is not None:
-            after.wait(READY_TIMEOUT)
+            after.wait(READY_TIMEOUT * pace)
     found: list[PathMtu] = []
     for job in jobs:
         name = job.host.name

@@ -165,6 +165,8 @@ def barrier(jobs: list[WireJob], key: str, ready_timeout: float, stop_key: str =
     then signal every job through its `key` file (with `sent_key`: and once all have sent, through
     that file; with `stop_key`: and once all have settled, through that file) and wait for all;
     files a run did not consume are removed."""
+    pace = max((getattr(job.host, "pace", 1.0) for job in jobs), default=1.0)  # slow hosts get longer
+    ready_timeout, settle_timeout = ready_timeout * pace, settle_timeout * pace
     deadline = time.monotonic() + ready_timeout
     interrupted = False
     try:

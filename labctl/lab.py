@@ -81,6 +81,11 @@ def _other_subnets(name: str) -> dict[str, str]:
     return subnets
 
 
+# Seen on TCG VMs (2 host cores, 3 VMs): a 5-replica rolling update outlasts the 120 s that suits
+# docker nodes, and a fresh swarm's ingress takes longer than 25 s to reach every peer.
+TCG_PACE = 10.0
+
+
 class Lab:
     def __init__(self, spec: LabSpec, state: LabState):
         self.spec = spec
@@ -145,6 +150,11 @@ class Lab:
     def backend(self) -> Backend:
         return backends.create(self.spec, self.state, self.hosts)
 
+    def pace(self) -> float:
+        """How many times slower than docker-provider nodes the hosts are: deadlines for the swarm
+        to converge stretch by it (VMs under qemu's software emulation)."""
+        return TCG_PACE if self.state.load_vm().get("driver") == "qemu" else 1.0
+
     def endpoints(self) -> dict[str, Endpoint]:
         endpoints = self.backend().endpoints()
         if self.accept_new_host_keys:  # relax a checking policy to ssh's accept-new, for this run
@@ -161,7 +171,7 @@ class Lab:
                            hint="`labctl up` brings the lab up")
         for name in self.spec.host_names:
             if name not in self._hosts or self._hosts[name].endpoint != endpoints[name]:
-                self._hosts[name] = Host(name, endpoints[name], connect_timeout)
+                self._hosts[name] = Host(name, endpoints[name], connect_timeout, pace=self.pace())
         return dict(self._hosts)
 
     def host(self, name_or_alias: str) -> Host:

@@ -108,10 +108,13 @@ def client_argv(endpoint: Endpoint) -> list[str]:
 class Host:
     """One SSH connection to a lab host, opened on first use, shared by threads."""
 
-    def __init__(self, name: str, endpoint: Endpoint, connect_timeout: float = 8.0):
+    def __init__(self, name: str, endpoint: Endpoint, connect_timeout: float = 8.0, pace: float = 1.0):
         self.name = name
         self.endpoint = endpoint
         self.connect_timeout = connect_timeout
+        # How many times slower than a docker-provider node this host runs (a VM under qemu's
+        # software emulation): every command's deadline stretches by it.
+        self.pace = pace
         self._client: paramiko.SSHClient | None = None
         self._lock = threading.Lock()
 
@@ -225,6 +228,7 @@ class Host:
         With check=True a failed command is a RunError; `shown` is how errors name the
         command (give one without secrets when the command holds any)."""
         shown = shown or command
+        timeout *= self.pace
         if sudo:
             command = "sudo -n sh -c " + shlex.quote(command)
         try:

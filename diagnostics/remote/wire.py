@@ -212,7 +212,8 @@ class Capture:
         try:
             while not self._stop.is_set():
                 self._one(0.02)
-            end = time.monotonic() + 0.5  # what is already queued was seen before the stop: read it too
+            # what is already queued was seen before the stop: read it too (slow hosts decode slowly)
+            end = time.monotonic() + 0.5 * CFG.get("pace", 1.0)
             while not (self.limit and self.count >= self.limit) and time.monotonic() < end and self._one(0):
                 pass
         except (OSError, ValueError) as exc:

@@ -71,8 +71,10 @@ def verify_swarm(ctx: UpContext, progress: Progress) -> str:
 
 def converge_overlay(ctx: UpContext, progress: Progress) -> str:
     progress.note("waiting for every host's ingress network to reach every peer")
-    settle = converge.SETTLE_CHANGED if ctx.changed else converge.SETTLE
-    outcome = converge.converge(ctx.lab.spec, ctx.lab.hosts(), progress.note, settle=settle)
+    pace = ctx.lab.pace()
+    settle = (converge.SETTLE_CHANGED if ctx.changed else converge.SETTLE) * pace
+    outcome = converge.converge(ctx.lab.spec, ctx.lab.hosts(), progress.note, settle=settle,
+                                healed=converge.HEALED * pace)
     ctx.changed |= bool(outcome.rejoined)
     return outcome.summary
 

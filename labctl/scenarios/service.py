@@ -37,18 +37,12 @@ def prepare(lab: Lab, image_mode: str | None, alpine: str | None, nginx: str | N
     if found.missing("ipvs"):
         say("  -> routing-mesh and service-VIP checks are skipped; each scenario shows the point with "
             "publish mode=host or --endpoint-mode dnsrr instead, and says so")
-    pace = lab_pace(lab)
+    pace = lab.pace()
     if pace > 1:
         say(f"lab '{lab.spec.name}': its VMs run under qemu's software emulation: the checks wait up to "
             f"{pace:g}x longer for the swarm to converge")
     return Ctx(lab.spec, hosts, chosen, found, pace=pace)
 
-
-TCG_PACE = 4.0  # seen on TCG VMs: a 5-replica rolling update outlasts the 120 s that suits docker nodes
-
-
-def lab_pace(lab: Lab) -> float:
-    return TCG_PACE if lab.state.load_vm().get("driver") == "qemu" else 1.0
 
 
 def run(ctx: Ctx, chosen: list[Scenario], printer: Printer, keep: bool) -> list[ScenarioResult]:
@@ -80,7 +74,7 @@ def clean(lab: Lab, chosen: list[Scenario]) -> list[Cleaned]:
                       for h, items in before.items()}
             others = {h: {k: v for k, v in items.items() if k not in theirs[h]} for h, items in before.items()}
             # Done when every host holds no more than what is not the scenario's.
-            done = clean_up(scenario, lab.spec, hosts, others, wait=60 * lab_pace(lab))
+            done = clean_up(scenario, lab.spec, hosts, others, wait=60 * lab.pace())
             if not done.ok:
                 raise LabError(f"could not remove: {', '.join(done.leftovers + done.unreachable)}",
                                hint="remove them by hand with `labctl exec HOST -- sudo docker ...`")

@@ -3,6 +3,7 @@ stop at the first failure, clean-up after a failure and after Ctrl-C."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import pytest
@@ -255,3 +256,47 @@ def test_a_scenario_owns_exactly_what_it_makes(ctx: Ctx) -> None:
                ("manager", "container web-nginx-2"), ("manager", "network web-nginx")]
     for host, label in foreign:
         assert not scenario.owns(spec, host, label), (host, label)
+
+
+# `ip -s xfrm state` on worker-1 after an encrypted ping from the manager (iproute2's format).
+XFRM = """\
+src 192.168.56.11 dst 192.168.56.10
+\tproto esp spi 0x1d2c3b4a reqid 0 mode transport
+\treplay-window 0 seq 0x00000000 flag  (0x00000000)
+\taead rfc4106(gcm(aes)) 0x0102030405060708090a0b0c0d0e0f1011121314 128
+\tlifetime config:
+\t  limit: soft (INF)(bytes), hard (INF)(bytes)
+\t  limit: soft (INF)(packets), hard (INF)(packets)
+\tlifetime current:
+\t  {out_bytes}(bytes), {out_packets}(packets)
+src 192.168.56.10 dst 192.168.56.11
+\tproto esp spi 0x5a6b7c8d reqid 0 mode transport
+\taead rfc4106(gcm(aes)) 0x1112131415161718191a1b1c1d1e1f2021222324 128
+\tlifetime config:
+\t  limit: soft (INF)(packets), hard (INF)(packets)
+\tlifetime current:
+\t  {in_bytes}(bytes), {in_packets}(packets)
+"""
+
+
+def test_the_encrypted_ping_is_seen_on_the_receivers_inbound_state(ctx: Ctx) -> None:
+    check = catalog._esp_counted("192.168.56.10", "192.168.56.11")
+    out = XFRM.format(out_bytes=0, out_packets=0, in_bytes=336, in_packets=2)
+    assert check(ctx, Result(0, out, "")) == "ESP 192.168.56.10 -> 192.168.56.11 carried 2 packets"
+
+
+def test_an_idle_inbound_state_means_the_ping_was_not_encrypted(ctx: Ctx) -> None:
+    check = catalog._esp_counted("192.168.56.10", "192.168.56.11")
+    out = XFRM.format(out_bytes=336, out_packets=2, in_bytes=0, in_packets=0)  # only the other way
+    with pytest.raises(Fail, match=re.escape("no ESP state from 192.168.56.10 to 192.168.56.11 has carried a packet")):
+        check(ctx, Result(0, out, ""))
+
+
+def test_checks_wait_longer_on_slow_hosts(ctx: Ctx) -> None:
+    ctx.hosts["manager"].on("service ls", ok("ID NAME MODE REPLICAS IMAGE\nx svc replicated 1/2 img\n"))  # type: ignore[attr-defined]
+    step = Step("converges", "manager", "docker service ls", check=checks.replicas("svc", 2), until=0.2,
+                interval=0.02)
+    ctx.pace = 4.0
+    result = run_step(step, ctx)
+    # 0.8 s in all; the last try comes up to one interval before the deadline
+    assert result is not None and result.status == "fail" and result.duration >= 0.7
