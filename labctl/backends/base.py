@@ -23,8 +23,9 @@ class Backend(Protocol):
     keeps_hosts: bool  # `down` dismantles what labctl made on the hosts, not the hosts themselves
     up_state: str  # what `states()` reports for a host that `up` just saw answering
 
-    def preparations(self) -> list[tuple[str, Callable[[OnLine], str]]]:
-        """What must be made on this machine before the hosts can boot: (title, work) pairs."""
+    def preparations(self) -> list[tuple[str, Callable[[OnLine], Boot]]]:
+        """What must be made on this machine before the hosts can boot: (title, work) pairs; each
+        work says what it did, and whether it changed anything."""
 
     def ready(self, on_line: OnLine) -> str | None:
         """A summary if every host already answers (then `up` boots nothing), else None."""

@@ -34,7 +34,7 @@ class ExistingBackend:
     def _answers(self) -> dict[str, bool | BaseException]:
         return fan_out(list(self._hosts().values()), lambda h: h.run("true", timeout=15).ok)
 
-    def preparations(self) -> list[tuple[str, Callable[[OnLine], str]]]:
+    def preparations(self) -> list[tuple[str, Callable[[OnLine], Boot]]]:
         return []
 
     def ready(self, on_line: OnLine) -> str | None:

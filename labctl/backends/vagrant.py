@@ -133,7 +133,7 @@ class VagrantBackend:
                 break
         return LabError(f"`vagrant {action}` failed: {reason}", hint=f"full output: {self.state.vagrant_log}")
 
-    def preparations(self) -> list[tuple[str, Callable[[OnLine], str]]]:
+    def preparations(self) -> list[tuple[str, Callable[[OnLine], Boot]]]:
         if self.spec.provider == "libvirt":
             return self._libvirt_preparations()
         image = self.spec.node_image
@@ -141,24 +141,24 @@ class VagrantBackend:
             return []
         stale = node_image.present(image)
 
-        def build(on_line: OnLine) -> str:
+        def build(on_line: OnLine) -> Boot:
             on_line(f"node image {'built from older inputs' if stale else 'missing'}: building it (about a minute)")
-            return f"built with {node_image.build(image, 'auto', on_line)}"
+            return Boot(f"built with {node_image.build(image, 'auto', on_line)}", changed=True)
         return [(f"build node image {image}", build)]
 
-    def _libvirt_preparations(self) -> list[tuple[str, Callable[[OnLine], str]]]:
+    def _libvirt_preparations(self) -> list[tuple[str, Callable[[OnLine], Boot]]]:
         """The box (built when it is labctl's and missing), then libvirtd, its pool and the driver.
         Box and driver are decided at the first `up` and kept: a lab's VMs are defined with them."""
         vm = self.state.load_vm()
         box, box_why = (vm["box"], "as at the lab's first `up`") if "box" in vm else vm_box.resolve(self.spec.box)
-        steps: list[tuple[str, Callable[[OnLine], str]]] = []
+        steps: list[tuple[str, Callable[[OnLine], Boot]]] = []
         if box == vm_box.BOX and not vm_box.added(box):
-            def build(on_line: OnLine) -> str:
+            def build(on_line: OnLine) -> Boot:
                 on_line(f"{box} is missing ({box_why}): building it from Debian's packages (about 5 minutes)")
-                return vm_box.build(on_line)
+                return Boot(vm_box.build(on_line), changed=True)
             steps.append((f"build VM box {box}", build))
 
-        def prepare(on_line: OnLine) -> str:
+        def prepare(on_line: OnLine) -> Boot:
             done = [d for d in (libvirt_host.ensure_kvm_device(), libvirt_host.ensure_daemons(),
                                  libvirt_host.ensure_pool()) if d]
             if "driver" in vm:
@@ -171,7 +171,8 @@ class VagrantBackend:
             self._vagrant.env.update(self._vm_env(chosen))
             if box == vm_box.BOX and not vm_box.current():
                 on_line(f"{box} was built from older inputs: `labctl images build-box` rebuilds it")
-            return "; ".join([*done, f"box {box}", f"libvirt ({accel.describe()})"])
+            return Boot("; ".join([*done, f"box {box}", f"libvirt ({accel.describe()})"]),
+                        changed=bool(done) or "driver" not in vm)
         steps.append(("prepare libvirt", prepare))
         return steps
 

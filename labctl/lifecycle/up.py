@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .. import provisioner, swarm
 from ..backends import Choice
-from ..backends.base import OnLine
+from ..backends.base import Boot, OnLine
 from ..lab import Lab
 from ..ui import Progress, phase
 from . import converge
@@ -79,10 +79,11 @@ def converge_overlay(ctx: UpContext, progress: Progress) -> str:
     return outcome.summary
 
 
-def _backend_phase(work: Callable[[OnLine], str]) -> Phase:
+def _backend_phase(work: Callable[[OnLine], Boot]) -> Phase:
     def run(ctx: UpContext, progress: Progress) -> str:
-        ctx.changed = True
-        return work(progress.note)
+        done = work(progress.note)
+        ctx.changed |= done.changed
+        return done.summary
     return run
 
 
