@@ -137,7 +137,8 @@ def _probe(target: Target, ev: Evidence, plan: list[Probe], port: int, wait: flo
     tracers = [WireJob(hosts[name], trace.tracer_config(
         [s for p in plan if name in (p.src, p.dst) for s in p.sports],
         {"go_file": signal_file("go"), "stop_file": signal_file("stop"), "sent_file": signal_file("sent")},
-        READY_TIMEOUT * pace + sending + 5, sending + 0.3), timeout=30, script="nfttrace.py").start()
+        READY_TIMEOUT * pace + sending + 5, wait + 0.3, listen=2.0 * pace), timeout=30,
+        script="nfttrace.py").start()
         for name in involved]
     local_before = firewall.local_counters() if target.path_here else {}
     with barrier(jobs + tracers, "go_file", READY_TIMEOUT, stop_key="stop_file", sent_key="sent_file",

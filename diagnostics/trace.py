@@ -146,12 +146,15 @@ def verdicts(host: str, host_ip: str, probes: list[Any], result: dict[str, Any])
     return list(out.values())
 
 
-def tracer_config(sports: list[int], signals: dict[str, str], timeout: float, after_go: float) -> dict[str, Any]:
-    """The tracer's run: the source ports to trace and the barrier's signal files (go, sent, stop)."""
+def tracer_config(sports: list[int], signals: dict[str, str], timeout: float, after_sent: float,
+                  listen: float = 2.0) -> dict[str, Any]:
+    """The tracer's run: the source ports to trace, the barrier's signal files (go, sent, stop), its
+    deadline, how long it goes on once every host has sent (for the copies still on their way), and
+    how long it waits for the monitor to listen before it says READY."""
     ranges: list[list[int]] = []
     for port in sorted(set(sports)):
         if ranges and ranges[-1][1] == port - 1:
             ranges[-1][1] = port
         else:
             ranges.append([port, port])
-    return {"sports": ranges, **signals, "timeout": timeout, "after_go": after_go}
+    return {"sports": ranges, **signals, "timeout": timeout, "after_sent": after_sent, "listen": listen}

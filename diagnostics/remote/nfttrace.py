@@ -8,7 +8,8 @@ each verdict. The table is deleted when the run ends, on a signal, at the deadli
 next run if this one was killed (its pid is in the name).
 
 Protocol on stdout, like wire.py: `READY` once tracing is on, `SENT` and `SETTLED` (at once: the
-tracer sends and waits for nothing), then one `RESULT {json}` after the stop file or the deadline.
+tracer sends and waits for nothing), then one `RESULT {json}` after the stop file, shortly after the
+sent file, or at the deadline.
 """
 
 import json
@@ -137,7 +138,7 @@ def start(lines, markers):
                 lines.append(line.rstrip())
 
     threading.Thread(target=read, daemon=True).start()
-    markers.wait_past(0, 2.0)
+    markers.wait_past(0, float(CFG.get("listen", 2.0)))
     return monitor
 
 
@@ -162,17 +163,18 @@ def main():
         say("READY")
         say("SENT")  # it sends nothing, and waits for nothing
         say("SETTLED")
-        # until the stop file; or, like wire.py, `after_go` seconds after the go file (its probes
-        # have all been sent by then); or the deadline
+        # until the stop file (every host has settled); or `after_sent` seconds after the sent file
+        # (labctl says every host has sent: what is still on its way arrives by then); or the
+        # deadline. Never counted from this host's own go file: a peer told to go later sends later.
         deadline = time.monotonic() + float(CFG.get("timeout", 20))
-        go_file, stop_file = CFG.get("go_file", ""), CFG.get("stop_file", "")
+        sent_file, stop_file = CFG.get("sent_file", ""), CFG.get("stop_file", "")
         while time.monotonic() < deadline:
             if stop_file and os.path.exists(stop_file):
                 result["stopped"] = True  # removed below: labctl need not
                 break
-            if go_file and os.path.exists(go_file):
-                go_file = ""
-                deadline = min(deadline, time.monotonic() + float(CFG.get("after_go", 2.0)))
+            if sent_file and os.path.exists(sent_file):
+                sent_file = ""
+                deadline = min(deadline, time.monotonic() + float(CFG.get("after_sent", 1.0)))
             time.sleep(0.01)
         if monitor is None:
             return result

@@ -6,8 +6,10 @@ that diagnose is clean again (then `labctl up` runs, as after every test that br
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -132,3 +134,44 @@ def test_half_the_packets_dropped_on_the_path_is_lossy(healthy_lab: LabRun) -> N
         assert "8 copies left worker-1, 4 of 8 arrived (50%) on worker-2's interface" in f["evidence"]
         assert f["rule"].startswith("this machine: filter/DOCKER-USER: ")
         assert "UDP 4789 loses 50% of its packets in the network between the hosts" in data["root_cause"]
+
+
+# `labctl diagnose --json`, with every go signal for one host's probe jobs made `delay` s after the
+# others' (an SSH command to that host answering late, as on a busy machine); the rest is the real tool.
+LATE_GO = """
+import sys, time
+from diagnostics import runner
+late, delay = sys.argv[1], float(sys.argv[2])
+touch_all = runner.touch_all
+def late_go(jobs, key):
+    if key != "go_file" or not any(j.script == "nfttrace.py" for j in jobs):
+        return touch_all(jobs, key)
+    touch_all([j for j in jobs if j.host.name != late], key)
+    time.sleep(delay)
+    touch_all([j for j in jobs if j.host.name == late], key)
+runner.touch_all = late_go
+from labctl.cli import main
+sys.argv = ["labctl", *sys.argv[3:]]
+main()
+"""
+
+
+def test_a_sender_told_to_go_late_is_still_traced(healthy_lab: LabRun) -> None:
+    """worker-1's probes leave 1.5 s after the others' (its go signal came late): the receiver's
+    nftables trace still accounts for every copy of them, so both senders are named, 8 of 8."""
+    lab = healthy_lab  # `labctl up` heals it after the test
+    assert lab.sh("manager", "nft add table inet late && nft add chain inet late in '{ type filter hook input "
+                  "priority 0; policy accept; }' && nft add rule inet late in udp dport 4789 drop").returncode == 0
+    try:
+        proc = subprocess.run([sys.executable, "-c", LATE_GO, "worker-1", "1.5", "--lab", lab.name, "diagnose",
+                               "--json"], capture_output=True, text=True, env=lab.env, timeout=120)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        data = json.loads(proc.stdout)
+        assert problems(data) == {("port-dropped", "manager", src, 4789, "udp", "inbound", "receiver")
+                                  for src in ("worker-1", "worker-2")}, bad(data)
+        for f in bad(data):
+            assert "the nftables trace shows the rule dropping 8 of 8 copies" in f["evidence"], f
+    finally:
+        assert lab.sh("manager", "nft delete table inet late").returncode == 0
+    after = wait_healthy(lab)
+    assert after["healthy"], problems(after)
