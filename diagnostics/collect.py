@@ -8,7 +8,7 @@ from dataclasses import asdict
 from typing import Any
 
 from labctl import facts, validate
-from labctl.errors import LabError
+from labctl.errors import HostUnreachable, LabError
 from labctl.spec import LabSpec
 from labctl.ssh import Host, background, fan_out, split_results
 from labctl.wait import WaitTimeout, wait_until
@@ -81,7 +81,11 @@ def gather_facts(spec: LabSpec, hosts: dict[str, Host]) -> dict[str, HostFacts]:
 
     def one(host: Host) -> HostFacts:
         me = spec.host(host.name)
-        return read_host(host, me.ip, me.role, [h.ip for h in spec.hosts if h.name != host.name])
+        peers = [h.ip for h in spec.hosts if h.name != host.name]
+        try:
+            return read_host(host, me.ip, me.role, peers)
+        except HostUnreachable:  # one lost SSH session is not a host that cannot be reached: read again
+            return read_host(host, me.ip, me.role, peers)
 
     read, failed = split_results(fan_out(list(hosts.values()), one))
     found = {}

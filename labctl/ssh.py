@@ -105,6 +105,10 @@ def client_argv(endpoint: Endpoint) -> list[str]:
             "-l", endpoint.user, "--", endpoint.hostname]
 
 
+# How long a command waits for the server to grant it a session (stretched by the host's pace).
+SESSION_TIMEOUT = 10.0
+
+
 class Host:
     """One SSH connection to a lab host, opened on first use, shared by threads."""
 
@@ -213,6 +217,40 @@ class Host:
             time.sleep(min(pause, left))
             pause = min(pause * 2, 1.0)
 
+    def _open_session(self, within: float) -> paramiko.Channel:
+        """A new session on the shared connection. A session the server refuses (sshd's
+        MaxSessions, while other commands hold theirs) is asked for again until `within` s;
+        the connection is closed only when it is dead, never under commands still running on it,
+        and a dead one is opened anew once."""
+        deadline = time.monotonic() + within
+        pause, reconnected = 0.05, False
+        while True:
+            transport = self._transport()
+            try:
+                return transport.open_session(timeout=max(0.5, deadline - time.monotonic()))
+            except paramiko.ChannelException as exc:
+                failure: BaseException = exc
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                failure = exc
+                if transport.is_active() or reconnected:
+                    break
+                self._drop(transport)  # the next try opens a new connection
+                reconnected = True
+                continue
+            if time.monotonic() + pause > deadline:
+                break
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+        raise HostUnreachable(f"{self.name}: cannot open an SSH session ({failure or type(failure).__name__})",
+                              hint="`labctl status`")
+
+    def _drop(self, transport: paramiko.Transport) -> None:
+        """Close the connection if it is still the one `transport` belongs to."""
+        with self._lock:
+            if self._client is not None and self._client.get_transport() is transport:
+                self._client.close()
+                self._client = None
+
     def run(
         self,
         command: str,
@@ -231,12 +269,7 @@ class Host:
         timeout *= self.pace
         if sudo:
             command = "sudo -n sh -c " + shlex.quote(command)
-        try:
-            channel = self._transport().open_session()
-        except (paramiko.SSHException, EOFError, OSError) as exc:
-            self.close()  # the next command opens a new connection
-            raise HostUnreachable(f"{self.name}: cannot open an SSH session ({exc or type(exc).__name__})",
-                                  hint="`labctl status`") from None
+        channel = self._open_session(min(timeout, SESSION_TIMEOUT * self.pace))
         deadline = time.monotonic() + timeout
         out, err = bytearray(), bytearray()
         pending = b""

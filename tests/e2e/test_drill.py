@@ -52,9 +52,11 @@ def _pairs_with(host: str, hosts: tuple[str, ...] = HOSTS) -> set[tuple[str, str
     return {(a, b) for a in hosts for b in hosts if a != b and host in (a, b)}
 
 
-def _diagnosed(lab: LabRun) -> set[tuple[str, str]]:
+def _diagnosed(lab: LabRun) -> tuple[set[tuple[str, str]], list[str]]:
+    """The findings' (code, host) set, and each finding as a line with its evidence (for a failure's message)."""
     data = diagnose(lab)
-    return {(f["code"], f["host"]) for f in data["findings"] if f["severity"] in ("error", "warning")}
+    found = [f for f in data["findings"] if f["severity"] in ("error", "warning")]
+    return {(f["code"], f["host"]) for f in found}, [f"{f['code']} {f['host']}: {f['evidence']}" for f in found]
 
 
 def _check(lab: LabRun) -> tuple[int, dict[str, Any]]:
@@ -163,7 +165,8 @@ def test_each_drill_shows_its_symptom_is_found_and_is_fixed_by_hand(drill_lab: L
     facts = record["facts"]
     assert shown["symptoms"], shown
     _symptom_is_real(name, facts, shown)
-    assert _diagnosed(lab) == _expected(record), record["answer"]
+    found, told = _diagnosed(lab)
+    assert found == _expected(record), (record["answer"], told)
     code, _ = _check(lab)
     assert code == 1  # not fixed yet
     _fix(lab, name, facts, record)
@@ -177,7 +180,8 @@ def test_two_faults_at_level_three(drill_lab: LabRun) -> None:
     lab = drill_lab
     _, record = _start(lab, "double-trouble", seed=7)
     assert len(record["made_of"]) == 2 and len(record["answer"]) == 2
-    assert _diagnosed(lab) == _expected(record), record["answer"]
+    found, told = _diagnosed(lab)
+    assert found == _expected(record), (record["answer"], told)
     first = record["facts"]["each"][0]
     _fix(lab, first["drill"], first, record)
     code, told = _check(lab)

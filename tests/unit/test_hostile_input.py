@@ -298,22 +298,26 @@ def test_missing_bridge_netfilter_file_is_a_lab_error(monkeypatch: pytest.Monkey
 
 def test_ssh_session_errors_are_host_unreachable() -> None:
     class Transport:
-        def open_session(self) -> Any:
+        def open_session(self, timeout: float | None = None) -> Any:
             raise paramiko.ChannelException(2, "Connect failed")
 
     host = Host("worker-1", Endpoint("127.0.0.1", 1, "vagrant", ""))
     host._transport = lambda: Transport()  # type: ignore[method-assign]
     with pytest.raises(HostUnreachable) as exc:
-        host.run("true")
+        host.run("true", timeout=1)  # a refused session is asked for again until the command's deadline
     assert "worker-1: cannot open an SSH session" in exc.value.message
 
     class Broken:
-        def open_session(self) -> Any:
+        def open_session(self, timeout: float | None = None) -> Any:
             raise paramiko.SSHException("SSH session not active")
 
+        def is_active(self) -> bool:
+            return False
+
     host._transport = lambda: Broken()  # type: ignore[method-assign]
-    with pytest.raises(HostUnreachable):
+    with pytest.raises(HostUnreachable) as exc:
         host.run("true")
+    assert "SSH session not active" in exc.value.message
 
 
 @pytest.mark.parametrize("port", [0, 99999, "22;x", "-1"])
@@ -347,3 +351,22 @@ def test_a_container_name_a_host_reports_is_checked_and_an_unreachable_host_is_p
     with pytest.raises(LabError) as exc:
         ping._find(spec, hosts, "c1")  # type: ignore[arg-type]
     assert "printed" in exc.value.message
+
+
+def test_a_facts_read_cut_once_is_read_again_and_twice_makes_the_host_unreachable(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = build_spec({})
+    calls: dict[str, int] = {}
+
+    def read_host(host: Any, ip: str, role: str, peers: list[str]) -> collect.HostFacts:
+        calls[host.name] = calls.get(host.name, 0) + 1
+        if host.name == "worker-2" or (host.name == "worker-1" and calls[host.name] == 1):
+            raise HostUnreachable(f"{host.name}: SSH connection lost (try {calls[host.name]})")
+        return collect.HostFacts(name=host.name, ip=ip, role=role)
+
+    monkeypatch.setattr(collect, "read_host", read_host)
+    hosts = {h: FakeHost(h, []) for h in spec.host_names}
+    found = collect.gather_facts(spec, hosts)  # type: ignore[arg-type]
+    assert calls == {"manager": 1, "worker-1": 2, "worker-2": 2}
+    assert {n: (f.reachable, f.error) for n, f in found.items()} == {
+        "manager": (True, ""), "worker-1": (True, ""), "worker-2": (False, "worker-2: SSH connection lost (try 2)")}

@@ -148,7 +148,7 @@ def test_host_run_with_check_raises_the_same_run_error() -> None:
             return lambda *a: None  # settimeout, shutdown_write, close
 
     class Transport:
-        def open_session(self) -> Channel:
+        def open_session(self, timeout: float | None = None) -> Channel:
             return Channel()
 
     host = Host("worker-2", Endpoint("127.0.0.1", 1, "vagrant", ""))

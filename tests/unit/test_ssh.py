@@ -21,9 +21,14 @@ HOST_KEY = paramiko.RSAKey.generate(2048)
 
 
 class _Server(paramiko.ServerInterface):
-    def __init__(self, accept: bool, slow_reader: float | None = None):
+    def __init__(self, accept: bool, slow_reader: float | None = None, max_sessions: int | None = None,
+                 hold: float = 0.0):
         self.accept = accept
         self.slow_reader = slow_reader
+        self.max_sessions, self.hold = max_sessions, hold
+        self.open = 0
+        self.refused = 0
+        self.lock = threading.Lock()
 
     def get_allowed_auths(self, username: str) -> str:
         return "publickey"
@@ -32,12 +37,28 @@ class _Server(paramiko.ServerInterface):
         return paramiko.AUTH_SUCCESSFUL if self.accept else paramiko.AUTH_FAILED
 
     def check_channel_request(self, kind: str, chanid: int) -> int:
+        with self.lock:
+            if self.max_sessions is not None and self.open >= self.max_sessions:
+                self.refused += 1
+                return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED  # as sshd's MaxSessions does
+            self.open += 1
         return paramiko.OPEN_SUCCEEDED
 
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
         if self.slow_reader is not None:
             threading.Thread(target=_read_late, args=(channel, self.slow_reader), daemon=True).start()
+        elif self.max_sessions is not None:
+            threading.Thread(target=self._busy, args=(channel,), daemon=True).start()
         return True  # else never answers: a command that runs forever
+
+    def _busy(self, channel: paramiko.Channel) -> None:
+        """A command that runs `hold` s, then ends and gives its session back."""
+        time.sleep(self.hold)  # the command's own run time, not a wait for anything
+        channel.sendall(b"done\n")
+        channel.send_exit_status(0)
+        with self.lock:
+            self.open -= 1
+        channel.close()
 
 
 def _read_late(channel: paramiko.Channel, after: float) -> None:
@@ -56,12 +77,13 @@ class FakeSshd:
     is False)."""
 
     def __init__(self, refuse_for: float = 0.0, hang_up: int = 0, accept: bool = True,
-                 slow_reader: float | None = None):
+                 slow_reader: float | None = None, max_sessions: int | None = None, hold: float = 0.0):
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = int(probe.getsockname()[1])
         self.refuse_for, self.hang_up, self.accept = refuse_for, hang_up, accept
         self.slow_reader = slow_reader
+        self.server = _Server(accept, slow_reader, max_sessions, hold)
         self.connections = 0
         self._stop = threading.Event()
         self._transports: list[paramiko.Transport] = []
@@ -87,7 +109,7 @@ class FakeSshd:
                     continue
                 transport = paramiko.Transport(conn)
                 transport.add_server_key(HOST_KEY)
-                transport.start_server(event=threading.Event(), server=_Server(self.accept, self.slow_reader))
+                transport.start_server(event=threading.Event(), server=self.server)
                 self._transports.append(transport)
 
     def stop(self) -> None:
@@ -224,3 +246,30 @@ def test_input_waits_for_a_command_that_reads_it_late(servers: list[FakeSshd], k
     data = bytes(8 * 2**20)
     result = host(servers[-1].port, key_file, timeout=10).run("docker load", stdin=data, timeout=60)
     assert (result.rc, result.out) == (0, f"read {len(data)}\n")
+
+
+def test_a_session_refused_while_others_run_is_asked_for_again_without_cutting_them(
+        servers: list[FakeSshd], key_file: str) -> None:
+    """sshd refuses sessions past MaxSessions on one connection: the command that asked waits for
+    one, and the commands already running on the connection are not cut off."""
+    servers.append(server := FakeSshd(max_sessions=2, hold=1.0))
+    target = host(server.port, key_file, timeout=8)
+    results: dict[str, object] = {}
+
+    def run(name: str) -> None:
+        try:
+            results[name] = target.run("work", timeout=20).out
+        except LabError as exc:
+            results[name] = exc.message
+
+    running = [threading.Thread(target=run, args=(n,)) for n in ("a", "b")]
+    for t in running:
+        t.start()
+    wait_until(lambda: server.server.open == 2, 5, "two sessions open")
+    run("c")
+    for t in running:
+        t.join(10)
+    assert results == {"a": "done\n", "b": "done\n", "c": "done\n"}
+    assert server.server.refused >= 1
+    assert server.connections == 1
+    target.close()
