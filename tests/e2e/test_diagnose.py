@@ -109,7 +109,8 @@ def test_fault_kind_found_and_cleared(lab: LabRun, args: list[str], expected: se
         assert len(listed) == 1
         data = diagnose(lab)
         assert not data["healthy"]
-        assert problems(data) == expected  # exactly: no finding that is false
+        told = [f"{f['code']} {f['host']}: {f['evidence']}" for f in data["findings"] if f["severity"] != "info"]
+        assert problems(data) == expected, told  # exactly: no finding that is false
         assert data["seconds"] < 10
     finally:
         lab("fault", "clear", check=True, timeout=300)
