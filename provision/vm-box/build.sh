@@ -52,11 +52,22 @@ printf 'auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet dhcp\n\nso
   > "$root/etc/network/interfaces"
 : > "$root/etc/machine-id"     # each VM makes its own at first boot
 rm -f "$root/var/lib/dbus/machine-id"
-# Host keys are made at each VM's first boot, not shared by every VM of the box.
+# Host keys are made at each VM's first boot, not shared by every VM of the box. One Ed25519
+# key: `ssh-keygen -A` also makes RSA and ECDSA keys, and the RSA prime search alone took
+# 5 to 60 s of a VM's boot under qemu's software emulation.
 rm -f "$root"/etc/ssh/ssh_host_*
 mkdir -p "$root/etc/systemd/system/ssh.service.d"
-printf '[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n' \
-  > "$root/etc/systemd/system/ssh.service.d/labctl-host-keys.conf"
+cat > "$root/etc/systemd/system/ssh.service.d/labctl-host-keys.conf" <<'UNIT'
+[Service]
+ExecStartPre=
+ExecStartPre=/bin/sh -c 'test -s /etc/ssh/ssh_host_ed25519_key || exec /usr/bin/ssh-keygen -q -t ed25519 -N "" -f /etc/ssh/ssh_host_ed25519_key'
+ExecStartPre=/usr/sbin/sshd -t
+UNIT
+# Units that only cost a VM's boot here: ipvsadm's init script does nothing unconfigured, there is
+# no LVM for e2scrub, and apt's daily timers would take dpkg's lock from provisioning.
+for unit in ipvsadm.service e2scrub_reap.service apt-daily.timer apt-daily-upgrade.timer; do
+  ln -sf /dev/null "$root/etc/systemd/system/$unit"
+done
 chroot "$root" sh -c 'id vagrant >/dev/null 2>&1 || useradd --create-home --shell /bin/bash vagrant'
 chroot "$root" usermod -aG docker vagrant
 install -d -m 700 "$root/home/vagrant/.ssh"
@@ -64,7 +75,7 @@ install -m 600 "$here/../node-image/vagrant-insecure.pub" "$root/home/vagrant/.s
 chroot "$root" chown -R vagrant:vagrant /home/vagrant/.ssh
 echo 'vagrant ALL=(ALL) NOPASSWD: ALL' > "$root/etc/sudoers.d/vagrant"
 chmod 440 "$root/etc/sudoers.d/vagrant"
-echo 'UseDNS no' > "$root/etc/ssh/sshd_config.d/labctl.conf"
+printf 'UseDNS no\nHostKey /etc/ssh/ssh_host_ed25519_key\n' > "$root/etc/ssh/sshd_config.d/labctl.conf"
 
 echo "making the disk"
 raw="$work/disk.raw"

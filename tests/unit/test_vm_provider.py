@@ -33,7 +33,7 @@ puts JSON.generate(env.machine_names.map { |name|
   c = m.provider_config
   { "name" => name.to_s, "box" => m.config.vm.box, "boot_timeout" => m.config.vm.boot_timeout,
     "driver" => c.driver, "uri" => c.uri, "pool" => c.storage_pool_name, "prefix" => c.default_prefix,
-    "memory" => c.memory, "cpus" => c.cpus,
+    "memory" => c.memory, "cpus" => c.cpus, "cpu_mode" => c.cpu_mode, "cpu_model" => c.cpu_model,
     "networks" => m.config.vm.networks.select { |kind, _| kind == :private_network }.map { |_, o| o } }
 })
 """
@@ -66,6 +66,9 @@ def test_the_libvirt_section_is_read_as_labctl_resolved_it(tmp_path: Path, drive
         assert (m["box"], m["driver"], m["uri"], m["pool"]) == (vm_box.BOX, driver, libvirt_host.URI,
                                                                 libvirt_host.POOL)
         assert (m["prefix"], m["memory"], m["cpus"], m["boot_timeout"]) == ("labctl-vmtest-", 1536, 2, 900)
+        # KVM runs the host's CPU model; emulation gets the plain qemu64 (cheaper to emulate)
+        assert (m["cpu_mode"], m["cpu_model"]) == (("custom", "qemu64") if driver == "qemu" else
+                                                   ("host-model", ""))
         [net] = m["networks"]  # the private network: the second interface, the swarm's address
         assert (net["ip"], net["netmask"], net["libvirt__network_name"], net["libvirt__dhcp_enabled"],
                 net["libvirt__forward_mode"]) == (host.ip, "255.255.255.0", SPEC.docker_network, False, "none")
