@@ -82,10 +82,7 @@ def gather_facts(spec: LabSpec, hosts: dict[str, Host]) -> dict[str, HostFacts]:
     def one(host: Host) -> HostFacts:
         me = spec.host(host.name)
         peers = [h.ip for h in spec.hosts if h.name != host.name]
-        try:
-            return read_host(host, me.ip, me.role, peers)
-        except HostUnreachable:  # one lost SSH session is not a host that cannot be reached: read again
-            return read_host(host, me.ip, me.role, peers)
+        return read_host(host, me.ip, me.role, peers)
 
     read, failed = split_results(fan_out(list(hosts.values()), one))
     found = {}
@@ -95,7 +92,8 @@ def gather_facts(spec: LabSpec, hosts: dict[str, Host]) -> dict[str, HostFacts]:
         elif h.name in failed:
             e = failed[h.name]
             msg = e.message if isinstance(e, LabError) else f"its facts could not be read ({type(e).__name__}: {e})"
-            found[h.name] = HostFacts(name=h.name, ip=h.ip, role=h.role, reachable=False, error=msg)
+            found[h.name] = HostFacts(name=h.name, ip=h.ip, role=h.role, reachable=False, error=msg,
+                                      answered=not isinstance(e, HostUnreachable))
     return found
 
 

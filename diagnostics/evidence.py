@@ -25,8 +25,9 @@ class HostFacts:
     name: str
     ip: str  # the lab's private address of the host
     role: str
-    reachable: bool = True
+    reachable: bool = True  # False: labctl cannot use the host (no SSH, or its state unreadable)
     error: str = ""
+    answered: bool = False  # not reachable, yet SSH answered: what it printed could not be read
     docker: dict[str, Any] = field(default_factory=dict)
     interfaces: list[dict[str, Any]] = field(default_factory=list)
     routes: list[str] = field(default_factory=list)

@@ -75,6 +75,10 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
 # ---------------------------------------------------------------- one host's own state
 
 def host_findings(h: HostFacts, ev: Evidence) -> list[Finding]:
+    if not h.reachable and h.answered:
+        return [Finding("host-unreadable", "error", h.name, "the host answers SSH, but its state could not be read",
+                        h.error, "`labctl exec HOST -- sudo -n true` checks that labctl may use sudo without a "
+                        "password; output that login scripts print on a command's channel also spoils it")]
     if not h.reachable:
         return [Finding("host-unreachable", "error", h.name, "labctl cannot reach the host over SSH", h.error,
                         "`labctl status`; `labctl up` restarts a stopped host")]
@@ -666,7 +670,7 @@ def _receiver_decided(p: Probe, ev: Evidence, d: verdict.Decision, what: str, go
 # ---------------------------------------------------------------- root cause
 
 PRIORITY = [
-    "host-unreachable", "docker-down", "kernel-missing-vxlan", "advertise-addr-not-local",
+    "host-unreachable", "host-unreadable", "docker-down", "kernel-missing-vxlan", "advertise-addr-not-local",
     "advertise-addr-duplicate", "advertise-addr-wrong-interface", "port-dropped",
     "port-closed", "not-in-swarm", "lossy", "mtu-too-small", "path-mtu-too-small", "mtu-mismatch",
     "subnet-overlap", "gossip-broken", "converging", "data-path-port",

@@ -37,3 +37,8 @@ class LabBusyError(LabError):
 
 class HostUnreachable(LabError):
     """A host that does not answer SSH."""
+
+
+class SessionLost(HostUnreachable):
+    """A host that answered SSH, then refused a session or dropped the connection under a
+    command: a command that only reads may be run again."""

@@ -22,7 +22,7 @@ from typing import TypeVar
 import paramiko
 
 from . import validate
-from .errors import HostUnreachable, LabError
+from .errors import HostUnreachable, LabError, SessionLost
 from .runner import CommandTimeout, Result, RunError, shorten
 
 logging.getLogger("paramiko").setLevel(logging.CRITICAL)
@@ -241,7 +241,7 @@ class Host:
                 break
             time.sleep(pause)
             pause = min(pause * 2, 1.0)
-        raise HostUnreachable(f"{self.name}: cannot open an SSH session ({failure or type(failure).__name__})",
+        raise SessionLost(f"{self.name}: cannot open an SSH session ({failure or type(failure).__name__})",
                               hint="`labctl status`")
 
     def _drop(self, transport: paramiko.Transport) -> None:
@@ -319,7 +319,7 @@ class Host:
                     time.sleep(0.01)
             rc = channel.recv_exit_status()
         except (TimeoutError, paramiko.SSHException, EOFError, OSError) as exc:
-            raise HostUnreachable(f"{self.name}: SSH connection lost ({exc})", hint="`labctl status`") from None
+            raise SessionLost(f"{self.name}: SSH connection lost ({exc})", hint="`labctl status`") from None
         finally:
             channel.close()
         result = Result(rc, out.decode(errors="replace"), err.decode(errors="replace"))

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar, overload
 
-from ..errors import LabError
+from ..errors import LabError, SessionLost
 from ..ssh import Host, Result
 
 T = TypeVar("T")
@@ -126,13 +126,17 @@ def split_batch(text: str, marker: str, count: int) -> list[Result]:
 def read_many(host: Host, facts: Sequence[Fact[Any]], timeout: float = 30.0) -> Readings:
     """Several facts in one SSH round trip: the commands run side by side on the host, each
     parser gets its own command's output and exit code. Facts with the same command share
-    one run of it."""
+    one run of it. A session the host refuses or drops is tried once more."""
     commands = list(dict.fromkeys(f.command for f in facts))
     marker = "labctl-fact-" + secrets.token_hex(8)
     per_command = max(f.timeout for f in facts) if facts else timeout
     # Each command's own limit runs on the host; the host's pace stretches it as run() does the whole.
     each = min(per_command, timeout) * getattr(host, "pace", 1.0)
-    result = host.run(batch_command(commands, marker, each), sudo=True, timeout=timeout + 5)
+    command = batch_command(commands, marker, each)
+    try:
+        result = host.run(command, sudo=True, timeout=timeout + 5)
+    except SessionLost:  # facts only read: a session lost once is read again, not a host gone
+        result = host.run(command, sudo=True, timeout=timeout + 5)
     try:
         results = split_batch(result.out, marker, len(commands))
     except FactError as exc:

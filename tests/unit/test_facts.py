@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import pytest
 
 from labctl import facts
-from labctl.errors import LabError
+from labctl.errors import HostUnreachable, LabError, SessionLost
 from labctl.facts.base import batch_command, parse_or_raise, split_batch
 from labctl.ssh import Result
 
@@ -114,6 +114,39 @@ def test_a_round_trip_reads_each_fact_once_per_command(tmp_path: Path) -> None:
     assert len(host.commands) == 1 and (tmp_path / "calls").read_text() == "run\n"
     assert readings[facts.DockerInfo()].swarm.is_manager and readings[facts.DataPathPort()] == 4789
     assert readings.get(facts.NodeList(), []) == []
+
+
+class _Flaky:
+    """A host whose first `failures` runs raise `error`; later runs really run the batch here."""
+
+    name = "worker-1"
+
+    def __init__(self, error: Exception, failures: int):
+        self.error, self.failures, self.runs = error, failures, 0
+
+    def run(self, command: str, **_: Any) -> Result:
+        self.runs += 1
+        if self.runs <= self.failures:
+            raise self.error
+        proc = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=30)
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def test_a_session_lost_once_is_read_again_and_twice_is_the_error() -> None:
+    once = _Flaky(SessionLost("worker-1: SSH connection lost (reset)"), failures=1)
+    assert facts.read_many(once, [facts.Hostname()])[facts.Hostname()]  # type: ignore[arg-type]
+    assert once.runs == 2
+    twice = _Flaky(SessionLost("worker-1: SSH connection lost (reset)"), failures=2)
+    with pytest.raises(SessionLost, match="connection lost"):
+        facts.read_many(twice, [facts.Hostname()])  # type: ignore[arg-type]
+    assert twice.runs == 2
+
+
+def test_a_host_that_does_not_answer_ssh_is_not_asked_twice() -> None:
+    down = _Flaky(HostUnreachable("worker-1 does not answer SSH at 10.0.0.1:22"), failures=1)
+    with pytest.raises(HostUnreachable, match="does not answer SSH"):
+        facts.read_many(down, [facts.Hostname()])  # type: ignore[arg-type]
+    assert down.runs == 1  # it already had its connect deadline; asking again only doubles the wait
 
 
 def test_garbage_instead_of_a_round_trip_is_an_error() -> None:

@@ -353,20 +353,28 @@ def test_a_container_name_a_host_reports_is_checked_and_an_unreachable_host_is_p
     assert "printed" in exc.value.message
 
 
-def test_a_facts_read_cut_once_is_read_again_and_twice_makes_the_host_unreachable(
+def test_a_host_without_ssh_is_unreachable_and_one_printing_garbage_is_unreadable(
         monkeypatch: pytest.MonkeyPatch) -> None:
+    from diagnostics.evidence import Evidence
+    from diagnostics.rules import host_findings
+
     spec = build_spec({})
-    calls: dict[str, int] = {}
 
     def read_host(host: Any, ip: str, role: str, peers: list[str]) -> collect.HostFacts:
-        calls[host.name] = calls.get(host.name, 0) + 1
-        if host.name == "worker-2" or (host.name == "worker-1" and calls[host.name] == 1):
-            raise HostUnreachable(f"{host.name}: SSH connection lost (try {calls[host.name]})")
+        if host.name == "worker-1":
+            raise HostUnreachable("worker-1 does not answer SSH at 10.0.0.11:22 (timed out)")
+        if host.name == "worker-2":
+            raise LabError("worker-2: printed malformed facts (no section 0): 'Welcome!'")
         return collect.HostFacts(name=host.name, ip=ip, role=role)
 
     monkeypatch.setattr(collect, "read_host", read_host)
-    hosts = {h: FakeHost(h, []) for h in spec.host_names}
-    found = collect.gather_facts(spec, hosts)  # type: ignore[arg-type]
-    assert calls == {"manager": 1, "worker-1": 2, "worker-2": 2}
-    assert {n: (f.reachable, f.error) for n, f in found.items()} == {
-        "manager": (True, ""), "worker-1": (True, ""), "worker-2": (False, "worker-2: SSH connection lost (try 2)")}
+    found = collect.gather_facts(spec, {h: FakeHost(h, []) for h in spec.host_names})  # type: ignore[arg-type]
+    ev = Evidence(lab="lab", focus=None, data_port=4789, hosts=found)
+    told = {n: [(f.code, f.finding, f.evidence) for f in host_findings(f, ev)] for n, f in found.items()
+            if not f.reachable}
+    assert told == {
+        "worker-1": [("host-unreachable", "labctl cannot reach the host over SSH",
+                      "worker-1 does not answer SSH at 10.0.0.11:22 (timed out)")],
+        "worker-2": [("host-unreadable", "the host answers SSH, but its state could not be read",
+                      "worker-2: printed malformed facts (no section 0): 'Welcome!'")]}
+    assert found["manager"].reachable
