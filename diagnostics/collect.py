@@ -150,7 +150,7 @@ def _probe(target: Target, ev: Evidence, plan: list[Probe], port: int, wait: flo
     packets, send_errors = {}, {}
     for job in jobs:
         if job.result is None or not job.result.get("go"):
-            ev.probe_errors[job.host.name] = job.error or "the probe never started (no go signal)"
+            ev.probe_errors[job.host.name] = job.signal_error or job.error or "the probe never started (no go signal)"
             continue
         if job.result.get("capture_error"):  # its capture ended early: what it saw is not the whole story
             ev.probe_errors[job.host.name] = f"the capture stopped early: {job.result['capture_error']}"
@@ -169,7 +169,8 @@ def _probe(target: Target, ev: Evidence, plan: list[Probe], port: int, wait: flo
             ev.traced[name] = ""
             ev.verdicts += trace.verdicts(name, spec.host(name).ip, plan, result)
         elif ev.traced.get(name) != "":
-            ev.traced[name] = str(result.get("error") or tracer.error or "the trace never reported")
+            ev.traced[name] = str(result.get("error") or tracer.signal_error or tracer.error
+                                  or "the trace never reported")
     if local_before:
         ev.path_rule_hits += firewall.delta("this machine", local_before, local_after)
 

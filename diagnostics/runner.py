@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from labctl.errors import LabError
+from labctl.errors import LabError, SessionLost
+from labctl.runner import Result
 from labctl.ssh import Host, fan_out
 
 
@@ -36,6 +37,7 @@ class WireJob:
     settled: threading.Event = field(default_factory=threading.Event)  # probe mode: all seen
     signalled: bool = False  # its stop file was made
     told_sent: bool = False  # its "every host has sent" file was made
+    signal_error: str = ""  # a go/stop/sent file of its that could not be made, and why
     result: dict[str, Any] | None = None
     error: str = ""
     _thread: threading.Thread | None = None
@@ -112,11 +114,25 @@ def signal_file(tag: str) -> str:
 
 
 def touch_all(jobs: list[WireJob], key: str) -> None:
-    """Create each job's go/stop file (the barrier between hosts)."""
+    """Create each job's go/stop file (the barrier between hosts). A touch whose session was
+    lost is made again (touching twice is touching once); one that still fails is kept in the
+    jobs' `signal_error`, as the reason they never went or stopped."""
     live = [j for j in jobs if not j.error]
-    fan_out([j.host for j in live],
-            lambda h: h.run("touch " + " ".join(shlex.quote(j.config[key]) for j in live if j.host is h),
-                            sudo=True, timeout=10))
+
+    def touch(host: Host) -> Result:
+        command = "touch " + " ".join(shlex.quote(j.config[key]) for j in live if j.host is host)
+        try:
+            return host.run(command, sudo=True, timeout=10, check=True)
+        except SessionLost:
+            return host.run(command, sudo=True, timeout=10, check=True)
+
+    hosts = list({j.host.name: j.host for j in live}.values())  # a host's jobs share one touch
+    for name, result in fan_out(hosts, touch).items():
+        if isinstance(result, BaseException):
+            why = result.message if isinstance(result, LabError) else f"{type(result).__name__}: {result}"
+            for job in live:
+                if job.host.name == name:
+                    job.signal_error = job.signal_error or f"its {key.replace('_', ' ')} could not be made ({why})"
 
 
 def settle(jobs: list[WireJob], key: str, timeout: float) -> None:

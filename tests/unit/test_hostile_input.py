@@ -14,7 +14,7 @@ import pytest
 
 from diagnostics import collect, runner
 from labctl import faults, local_docker, swarm, validate
-from labctl.errors import HostUnreachable, LabError, MissingToolError, UsageError
+from labctl.errors import HostUnreachable, LabError, MissingToolError, SessionLost, UsageError
 from labctl.runner import Result, run_local
 from labctl.spec import build_spec
 from labctl.ssh import Endpoint, Host
@@ -250,6 +250,31 @@ def test_an_unexpected_error_inside_a_probe_thread_becomes_the_jobs_error() -> N
     job = runner.WireJob(Crashing("worker-2", []), {"mode": "probe"}, timeout=5).start()  # type: ignore[arg-type]
     job.join()
     assert job.result is None and "RuntimeError: scapy exploded" in job.error
+
+
+def test_a_go_file_lost_once_is_made_again_and_one_never_made_is_the_jobs_reason() -> None:
+    class Signals(FakeHost):
+        """Its first `failures` commands raise `error`."""
+
+        def __init__(self, name: str, failures: int, error: Exception):
+            super().__init__(name, [])
+            self.failures, self.error = failures, error
+
+        def run(self, command: str, **kw: Any) -> Result:
+            if self.failures:
+                self.failures -= 1
+                raise self.error
+            return super().run(command, **kw)
+
+    once = Signals("worker-1", 1, SessionLost("worker-1: SSH connection lost (reset)"))
+    down = Signals("worker-2", 9, HostUnreachable("worker-2 does not answer SSH at 10.0.0.12:22"))
+    jobs = [runner.WireJob(host, {"mode": "probe", "go_file": f"/tmp/go-{host.name}-{i}"}, timeout=5)  # type: ignore[arg-type]
+            for host in (once, down) for i in (1, 2)]
+    runner.touch_all(jobs, "go_file")
+    assert once.commands == ["touch /tmp/go-worker-1-1 /tmp/go-worker-1-2"]  # one host, one touch, made again
+    assert [j.signal_error for j in jobs] == ["", ""] + [
+        "its go file could not be made (worker-2 does not answer SSH at 10.0.0.12:22)"] * 2
+    assert down.failures == 8  # a host that does not answer is not asked twice
 
 
 def test_facts_of_the_wrong_shape_make_the_host_a_finding() -> None:
