@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from labctl.errors import LabError, SessionLost
+from labctl.errors import LabError
 from labctl.runner import Result
-from labctl.ssh import Host, fan_out
+from labctl.ssh import Host, fan_out, run_rerunnable
 
 
 def script(name: str) -> bytes:
@@ -121,10 +121,7 @@ def touch_all(jobs: list[WireJob], key: str) -> None:
 
     def touch(host: Host) -> Result:
         command = "touch " + " ".join(shlex.quote(j.config[key]) for j in live if j.host is host)
-        try:
-            return host.run(command, sudo=True, timeout=10, check=True)
-        except SessionLost:
-            return host.run(command, sudo=True, timeout=10, check=True)
+        return run_rerunnable(host, command, sudo=True, timeout=10, check=True)
 
     hosts = list({j.host.name: j.host for j in live}.values())  # a host's jobs share one touch
     for name, result in fan_out(hosts, touch).items():

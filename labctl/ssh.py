@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import paramiko
 
@@ -242,7 +242,7 @@ class Host:
             time.sleep(pause)
             pause = min(pause * 2, 1.0)
         raise SessionLost(f"{self.name}: cannot open an SSH session ({failure or type(failure).__name__})",
-                              hint="`labctl status`")
+                          hint="`labctl status`")
 
     def _drop(self, transport: paramiko.Transport) -> None:
         """Close the connection if it is still the one `transport` belongs to."""
@@ -355,6 +355,15 @@ def background(work: Callable[[], T]) -> Future[T]:
 
     threading.Thread(target=target, daemon=True).start()
     return future
+
+
+def run_rerunnable(host: Host, command: str, **kw: Any) -> Result:
+    """`host.run` for a command that may run twice (it only reads, or touching twice is touching
+    once): a session lost under it is run once more; a host that never answered is not asked again."""
+    try:
+        return host.run(command, **kw)
+    except SessionLost:
+        return host.run(command, **kw)
 
 
 def fan_out(hosts: Iterable[Host], work: Callable[[Host], T]) -> dict[str, T | BaseException]:

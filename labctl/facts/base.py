@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, TypeVar, overload
 
-from ..errors import LabError, SessionLost
-from ..ssh import Host, Result
+from ..errors import LabError
+from ..ssh import Host, Result, run_rerunnable
 
 T = TypeVar("T")
 D = TypeVar("D")
@@ -132,11 +132,7 @@ def read_many(host: Host, facts: Sequence[Fact[Any]], timeout: float = 30.0) -> 
     per_command = max(f.timeout for f in facts) if facts else timeout
     # Each command's own limit runs on the host; the host's pace stretches it as run() does the whole.
     each = min(per_command, timeout) * getattr(host, "pace", 1.0)
-    command = batch_command(commands, marker, each)
-    try:
-        result = host.run(command, sudo=True, timeout=timeout + 5)
-    except SessionLost:  # facts only read: a session lost once is read again, not a host gone
-        result = host.run(command, sudo=True, timeout=timeout + 5)
+    result = run_rerunnable(host, batch_command(commands, marker, each), sudo=True, timeout=timeout + 5)
     try:
         results = split_batch(result.out, marker, len(commands))
     except FactError as exc:
